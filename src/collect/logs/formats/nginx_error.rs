@@ -1,0 +1,213 @@
+//! nginx's error-log line:
+//!
+//! ```text
+//! 2024/05/02 14:02:11 [error] 812#812: *1042 connect() failed (111: Connection refused) while
+//! connecting to upstream, client: 203.0.113.7, server: example.com, request: "GET / HTTP/1.1",
+//! upstream: "http://127.0.0.1:8000/", host: "example.com"
+//! ```
+//!
+//! nginx writes the time, `[level]`, `pid#tid:`, an optional `*connection` number, the message, and
+//! then the request's context in a fixed order (`ngx_http_log_error` in ngx_http_request.c):
+//! client, server, request, subrequest, upstream, host, referrer. Quoted values are written
+//! without escaping, so the parser looks for each key after the previous one instead of
+//! tokenising quotes.
+
+/// The parts of one nginx error-log line. Borrowed from the line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NginxErrorLine<'a> {
+    /// `2024/05/02 14:02:11`
+    pub time: &'a str,
+    /// `error`, `warn`, `crit`, `emerg` …
+    pub level: &'a str,
+    pub pid: Option<u32>,
+    pub connection: Option<u64>,
+    /// The message without the context fields.
+    pub message: &'a str,
+    pub client: Option<&'a str>,
+    pub server: Option<&'a str>,
+    pub request: Option<&'a str>,
+    pub subrequest: Option<&'a str>,
+    /// As written: `http://127.0.0.1:8000/path`, `fastcgi://unix:/run/php/php-fpm.sock:`.
+    pub upstream: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub referrer: Option<&'a str>,
+}
+
+const LEVELS: &[&str] = &["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"];
+
+/// The context keys in the order nginx writes them.
+const CONTEXT_KEYS: &[&str] = &["client", "server", "request", "subrequest", "upstream", "host", "referrer"];
+
+/// Parses a line; `None` when it is not in nginx's error-log format.
+pub fn parse(line: &str) -> Option<NginxErrorLine<'_>> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let bytes = line.as_bytes();
+    // "YYYY/MM/DD HH:MM:SS [" — checked by shape, not by regex: this runs on every line.
+    if bytes.len() < 22 || bytes[4] != b'/' || bytes[7] != b'/' || bytes[10] != b' ' || bytes[13] != b':' || bytes[19] != b' ' || bytes[20] != b'[' {
+        return None;
+    }
+    if !bytes[..4].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let time = &line[..19];
+    let rest = &line[21..];
+    let close = rest.find("] ")?;
+    let level = &rest[..close];
+    if !LEVELS.contains(&level) {
+        return None;
+    }
+    let mut rest = &rest[close + 2..];
+    let mut parsed = NginxErrorLine { time, level, ..Default::default() };
+    // "812#812: "
+    if let Some(colon) = rest.find(": ") {
+        let head = &rest[..colon];
+        if let Some((pid, tid)) = head.split_once('#') {
+            if pid.bytes().all(|b| b.is_ascii_digit()) && tid.bytes().all(|b| b.is_ascii_digit()) {
+                parsed.pid = pid.parse().ok();
+                rest = &rest[colon + 2..];
+            }
+        }
+    }
+    // "*1042 "
+    if let Some(after) = rest.strip_prefix('*') {
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after.as_bytes().get(digits) == Some(&b' ') {
+            parsed.connection = after[..digits].parse().ok();
+            rest = &after[digits + 1..];
+        }
+    }
+    let (message, context) = split_context(rest);
+    parsed.message = message;
+    if let Some(context) = context {
+        parse_context(context, &mut parsed);
+    }
+    Some(parsed)
+}
+
+/// Splits "message, client: …" at the first context key nginx would write.
+fn split_context(rest: &str) -> (&str, Option<&str>) {
+    for key in CONTEXT_KEYS {
+        let needle = format!(", {key}: ");
+        if let Some(at) = rest.find(&needle) {
+            return (&rest[..at], Some(&rest[at + 2..]));
+        }
+    }
+    (rest, None)
+}
+
+fn parse_context<'a>(context: &'a str, out: &mut NginxErrorLine<'a>) {
+    // Find each key's start, in nginx's order, then cut the values between them.
+    let mut starts: Vec<(usize, &str)> = Vec::new();
+    let mut from = 0;
+    for key in CONTEXT_KEYS {
+        let at = if from == 0 && context.starts_with(&format!("{key}: ")) {
+            Some(0)
+        } else {
+            context[from..].find(&format!(", {key}: ")).map(|i| from + i + 2)
+        };
+        if let Some(at) = at {
+            starts.push((at, key));
+            from = at + key.len() + 2;
+        }
+    }
+    for (n, &(at, key)) in starts.iter().enumerate() {
+        let value_start = at + key.len() + 2;
+        let value_end = starts.get(n + 1).map_or(context.len(), |&(next, _)| next - 2);
+        if value_end < value_start {
+            continue;
+        }
+        let raw = &context[value_start..value_end];
+        let value = raw.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(raw);
+        let slot = match key {
+            "client" => &mut out.client,
+            "server" => &mut out.server,
+            "request" => &mut out.request,
+            "subrequest" => &mut out.subrequest,
+            "upstream" => &mut out.upstream,
+            "host" => &mut out.host,
+            _ => &mut out.referrer,
+        };
+        *slot = Some(value);
+    }
+}
+
+impl<'a> NginxErrorLine<'a> {
+    /// The upstream's address without scheme and URI: `127.0.0.1:8000`, `[::1]:3000`,
+    /// `unix:/run/php/php8.2-fpm.sock`.
+    pub fn upstream_address(&self) -> Option<&'a str> {
+        self.upstream.map(upstream_address)
+    }
+
+    /// The context as (name, value) pairs, in nginx's order, for reports.
+    pub fn context_fields(&self) -> Vec<(&'static str, &'a str)> {
+        let mut fields = Vec::new();
+        if let Some(address) = self.upstream_address() {
+            fields.push(("upstream", address));
+        }
+        for (name, value) in [
+            ("client", self.client),
+            ("server", self.server),
+            ("request", self.request),
+            ("host", self.host),
+        ] {
+            if let Some(value) = value {
+                fields.push((name, value));
+            }
+        }
+        fields
+    }
+}
+
+/// `http://127.0.0.1:8000/x` → `127.0.0.1:8000`; `fastcgi://unix:/run/a.sock:` → `unix:/run/a.sock`.
+pub fn upstream_address(upstream: &str) -> &str {
+    let without_scheme = upstream.split_once("://").map_or(upstream, |(_, rest)| rest);
+    if let Some(path) = without_scheme.strip_prefix("unix:") {
+        // nginx writes the socket as "unix:/path:" followed by the URI.
+        let end = path.find(':').unwrap_or(path.len());
+        return &without_scheme[..5 + end];
+    }
+    let end = without_scheme.find('/').unwrap_or(without_scheme.len());
+    &without_scheme[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_upstream_line() {
+        let line = r#"2024/05/02 14:02:11 [error] 812#812: *1042 connect() failed (111: Connection refused) while connecting to upstream, client: 203.0.113.7, server: example.com, request: "GET /a, b HTTP/1.1", upstream: "http://127.0.0.1:8000/a", host: "example.com", referrer: "https://example.com/""#;
+        let p = parse(line).unwrap();
+        assert_eq!(p.time, "2024/05/02 14:02:11");
+        assert_eq!(p.level, "error");
+        assert_eq!(p.pid, Some(812));
+        assert_eq!(p.connection, Some(1042));
+        assert_eq!(p.message, "connect() failed (111: Connection refused) while connecting to upstream");
+        assert_eq!(p.client, Some("203.0.113.7"));
+        assert_eq!(p.server, Some("example.com"));
+        assert_eq!(p.request, Some("GET /a, b HTTP/1.1"));
+        assert_eq!(p.upstream_address(), Some("127.0.0.1:8000"));
+        assert_eq!(p.host, Some("example.com"));
+        assert_eq!(p.referrer, Some("https://example.com/"));
+    }
+
+    #[test]
+    fn parses_unix_socket_upstreams_and_lines_without_context() {
+        let line = r#"2024/05/02 14:02:11 [crit] 9#9: *3 connect() to unix:/run/php/php8.2-fpm.sock failed (2: No such file or directory) while connecting to upstream, client: 10.0.0.1, server: _, request: "GET /index.php HTTP/1.1", upstream: "fastcgi://unix:/run/php/php8.2-fpm.sock:", host: "x""#;
+        assert_eq!(parse(line).unwrap().upstream_address(), Some("unix:/run/php/php8.2-fpm.sock"));
+        let emerg = r#"2024/05/02 14:02:11 [emerg] 77#77: host not found in upstream "app:8000" in /etc/nginx/conf.d/default.conf:12"#;
+        let p = parse(emerg).unwrap();
+        assert_eq!(p.level, "emerg");
+        assert_eq!(p.connection, None);
+        assert!(p.message.ends_with("default.conf:12"));
+        assert_eq!(upstream_address("http://[::1]:3000/"), "[::1]:3000");
+    }
+
+    #[test]
+    fn rejects_other_formats_without_panicking() {
+        for line in ["", "2024/05/02", "[Thu May 02 14:02:11.1 2024] [proxy:error] x", "2024/05/02 14:02:11 [bogus] x", "2024/05/02 14:02:11 [error]", "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}"] {
+            let _ = parse(line);
+        }
+        assert!(parse("[Thu May 02 14:02:11.1 2024] [proxy:error] x").is_none());
+    }
+}

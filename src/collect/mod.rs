@@ -1,0 +1,6 @@
+//! Evidence collectors. A collector gathers facts and says where each came from; it does not
+//! judge (that is the rules' job).
+//!
+//! - [`logs`]: log files of gateways and app servers, their line formats.
+
+pub mod logs;

@@ -1,0 +1,41 @@
+//! The `gwdoctor` command line: parses arguments and hands each command to `cli::*`.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Finds out why a website answers 502 Bad Gateway (and 504, 503) and says how to fix it.
+#[derive(Parser, Debug)]
+#[command(name = "gwdoctor", version, about, long_about = None)]
+struct Args {
+    #[command(flatten)]
+    common: cli::Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Explain a pasted error-log line, error page or cause id: which product said it, what it
+    /// means, what to check, how to fix it.
+    Explain(cli::explain::ExplainArgs),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Explain(explain) => cli::explain::run(&args.common, explain),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(cli::Failure::Usage(message)) => {
+            eprintln!("gwdoctor: {message}");
+            ExitCode::from(2)
+        }
+        Err(cli::Failure::Internal(error)) => {
+            eprintln!("gwdoctor: internal error: {error:#}");
+            ExitCode::from(3)
+        }
+    }
+}
