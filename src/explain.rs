@@ -39,11 +39,13 @@ pub struct PageMatch {
     pub fields: Vec<(String, String)>,
 }
 
-/// A cause named by the input and how often.
+/// A cause named by the input and how often: `count` as the most likely cause of a line or
+/// page, `mentions` in any position (a signature lists the alternatives after its first cause).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CauseCount {
     pub id: String,
     pub count: usize,
+    pub mentions: usize,
 }
 
 /// What the input was taken to be.
@@ -112,10 +114,18 @@ pub fn explain(input: &InputText) -> Explanation {
     let trimmed = input.text.trim();
     if catalog::catalog().get(trimmed).is_some() {
         let mut e = Explanation::empty(InputKind::CauseId);
-        e.causes.push(CauseCount { id: trimmed.to_string(), count: 1 });
+        e.causes.push(CauseCount {
+            id: trimmed.to_string(),
+            count: 1,
+            mentions: 1,
+        });
         return e;
     }
-    let mut e = if looks_like_page(trimmed) { explain_page(trimmed) } else { explain_lines(&input.text) };
+    let mut e = if looks_like_page(trimmed) {
+        explain_page(trimmed)
+    } else {
+        explain_lines(&input.text)
+    };
     e.binary = input.binary;
     e.lossy = input.lossy;
     e
@@ -126,7 +136,11 @@ fn looks_like_page(text: &str) -> bool {
     let head = &text.as_bytes()[..text.len().min(4096)];
     let lower = head.to_ascii_lowercase();
     let has = |needle: &[u8]| memchr::memmem::find(&lower, needle).is_some();
-    lower.starts_with(b"http/") || has(b"<html") || has(b"<!doctype") || has(b"<body") || has(b"<title")
+    lower.starts_with(b"http/")
+        || has(b"<html")
+        || has(b"<!doctype")
+        || has(b"<body")
+        || has(b"<title")
 }
 
 fn explain_page(text: &str) -> Explanation {
@@ -136,7 +150,11 @@ fn explain_page(text: &str) -> Explanation {
     e.cut_lines = usize::from(cut);
     for m in catalog::signatures().match_page(text) {
         add_causes(&mut e.causes, &m.causes);
-        e.pages.push(PageMatch { signature: m.signature, fields: redacted_fields(&m), causes: m.causes });
+        e.pages.push(PageMatch {
+            signature: m.signature,
+            fields: redacted_fields(&m),
+            causes: m.causes,
+        });
     }
     e.product = e.pages.first().map(|p| p.signature.product.clone());
     e
@@ -180,7 +198,10 @@ fn explain_lines(text: &str) -> Explanation {
             return e;
         }
     }
-    e.product = products.iter().max_by_key(|(_, n)| *n).map(|(p, _)| p.clone());
+    e.product = products
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(p, _)| p.clone());
     e
 }
 
@@ -226,12 +247,20 @@ fn echo(text: &str) -> String {
 }
 
 fn add_causes(counts: &mut Vec<CauseCount>, causes: &[String]) {
-    for id in causes {
+    for (position, id) in causes.iter().enumerate() {
+        let first = usize::from(position == 0);
         match counts.iter_mut().find(|c| &c.id == id) {
-            Some(c) => c.count += 1,
-            None => counts.push(CauseCount { id: id.clone(), count: 1 }),
+            Some(c) => {
+                c.count += first;
+                c.mentions += 1;
+            }
+            None => counts.push(CauseCount {
+                id: id.clone(),
+                count: first,
+                mentions: 1,
+            }),
         }
     }
     // Stable: equal counts keep the order they were first seen in.
-    counts.sort_by(|a, b| b.count.cmp(&a.count));
+    counts.sort_by_key(|c| std::cmp::Reverse((c.count, c.mentions)));
 }

@@ -65,14 +65,24 @@ pub fn label(lang: Lang, key: &'static str) -> &'static str {
         "page" => ("error page", "错误页面"),
         "meaning" => ("Meaning", "含义"),
         "client-saw" => ("the client saw", "客户端收到"),
-        "no-status" => ("no error status (response already under way)", "无错误状态码（响应已开始发送）"),
+        "no-status" => (
+            "no error status (response already under way)",
+            "无错误状态码（响应已开始发送）",
+        ),
         "nothing" => (
             "Nothing in this input names a known cause. Paste a whole error-log line (with its \
              time and level) or the error page, or run `gwdoctor explain CAUSE-ID`.",
             "输入中没有可识别的故障原因。请粘贴完整的错误日志行（包括时间和级别）或整个错误页面，\
              或运行 `gwdoctor explain 原因ID`。",
         ),
-        "product-only" => ("identified the product, but no cause", "识别出了产品，但没有识别出原因"),
+        "product-only" => (
+            "identified the product, but no cause",
+            "识别出了产品，但没有识别出原因",
+        ),
+        "also-possible" => (
+            "Also possible (named as alternatives)",
+            "其他可能原因（作为备选）",
+        ),
         "cause-list" => ("Causes named", "识别出的原因"),
         "times" => ("times", "次"),
         "example" => ("e.g.", "例如"),

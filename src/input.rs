@@ -23,7 +23,10 @@ pub struct InputText {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("{name}: cannot read: {source}")]
-    Io { name: String, source: std::io::Error },
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("{name}: larger than {limit} MiB; use `gwdoctor logs` for log files", limit = MAX_INPUT >> 20)]
     TooLarge { name: String },
 }
@@ -32,9 +35,17 @@ impl InputText {
     /// Decodes bytes into text, dropping NULs and replacing invalid UTF-8.
     pub fn from_bytes(bytes: Vec<u8>) -> InputText {
         let binary = memchr::memchr(0, &bytes).is_some();
-        let bytes = if binary { bytes.into_iter().filter(|&b| b != 0).collect() } else { bytes };
+        let bytes = if binary {
+            bytes.into_iter().filter(|&b| b != 0).collect()
+        } else {
+            bytes
+        };
         match String::from_utf8(bytes) {
-            Ok(text) => InputText { text, binary, lossy: false },
+            Ok(text) => InputText {
+                text,
+                binary,
+                lossy: false,
+            },
             Err(e) => InputText {
                 text: String::from_utf8_lossy(e.as_bytes()).into_owned(),
                 binary,
@@ -46,16 +57,28 @@ impl InputText {
     /// Reads a file, or standard input for `-`, up to [`MAX_INPUT`] bytes.
     pub fn read(path: &Path) -> Result<InputText, InputError> {
         let name = path.display().to_string();
-        let io = |source| InputError::Io { name: name.clone(), source };
+        let io = |source| InputError::Io {
+            name: name.clone(),
+            source,
+        };
         let mut bytes = Vec::new();
         if path.as_os_str() == "-" {
-            std::io::stdin().lock().take(MAX_INPUT + 1).read_to_end(&mut bytes).map_err(io)?;
+            std::io::stdin()
+                .lock()
+                .take(MAX_INPUT + 1)
+                .read_to_end(&mut bytes)
+                .map_err(io)?;
         } else {
             let file = std::fs::File::open(path).map_err(io)?;
             if file.metadata().map_err(io)?.is_dir() {
-                return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory")));
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "is a directory",
+                )));
             }
-            file.take(MAX_INPUT + 1).read_to_end(&mut bytes).map_err(io)?;
+            file.take(MAX_INPUT + 1)
+                .read_to_end(&mut bytes)
+                .map_err(io)?;
         }
         if bytes.len() as u64 > MAX_INPUT {
             return Err(InputError::TooLarge { name });

@@ -15,8 +15,9 @@
 
 pub mod catalog;
 pub mod collect;
-pub mod i18n;
 pub mod explain;
+pub mod i18n;
 pub mod input;
+pub mod lab;
 pub mod redact;
 pub mod report;

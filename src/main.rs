@@ -20,12 +20,16 @@ enum Command {
     /// Explain a pasted error-log line, error page or cause id: which product said it, what it
     /// means, what to check, how to fix it.
     Explain(cli::explain::ExplainArgs),
+    /// The fault lab: real nginx in front of a misbehaving upstream on loopback, one scenario per
+    /// failure mode, to learn a failure or to check a monitoring setup.
+    Lab(cli::lab::LabArgs),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Explain(explain) => cli::explain::run(&args.common, explain),
+        Command::Lab(lab) => cli::lab::run(&args.common, lab),
     };
     match result {
         Ok(code) => ExitCode::from(code),

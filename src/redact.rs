@@ -39,13 +39,25 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     let p = patterns();
     let mut out = Cow::Borrowed(text);
     if p.userinfo.is_match(&out) {
-        out = Cow::Owned(p.userinfo.replace_all(&out, format!("${{1}}{MARK}@")).into_owned());
+        out = Cow::Owned(
+            p.userinfo
+                .replace_all(&out, format!("${{1}}{MARK}@"))
+                .into_owned(),
+        );
     }
     if p.header.is_match(&out) {
-        out = Cow::Owned(p.header.replace_all(&out, format!("${{1}}${{2}}{MARK}")).into_owned());
+        out = Cow::Owned(
+            p.header
+                .replace_all(&out, format!("${{1}}${{2}}{MARK}"))
+                .into_owned(),
+        );
     }
     if p.query.is_match(&out) {
-        out = Cow::Owned(p.query.replace_all(&out, format!("${{1}}{MARK}")).into_owned());
+        out = Cow::Owned(
+            p.query
+                .replace_all(&out, format!("${{1}}{MARK}"))
+                .into_owned(),
+        );
     }
     out
 }
@@ -56,8 +68,14 @@ mod tests {
 
     #[test]
     fn removes_credentials_headers_and_secret_parameters() {
-        assert_eq!(redact("http://bob:hunter2@db.internal:5432/x"), "http://[redacted]@db.internal:5432/x");
-        assert_eq!(redact("Authorization: Bearer abc.def"), "Authorization: [redacted]");
+        assert_eq!(
+            redact("http://bob:hunter2@db.internal:5432/x"),
+            "http://[redacted]@db.internal:5432/x"
+        );
+        assert_eq!(
+            redact("Authorization: Bearer abc.def"),
+            "Authorization: [redacted]"
+        );
         assert_eq!(redact("cookie: sid=1; theme=dark"), "cookie: [redacted]");
         assert_eq!(
             redact(r#"request: "GET /login?user=a&password=s3cret&x=1 HTTP/1.1""#),

@@ -17,10 +17,21 @@ fn contract_ids() -> Vec<String> {
         .filter_map(|l| l.strip_prefix("| "))
         .filter_map(|l| l.split(" |").next())
         .map(str::trim)
-        .filter(|id| !id.is_empty() && *id != "id" && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+        .filter(|id| {
+            !id.is_empty()
+                && *id != "id"
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
         .map(String::from)
         .collect();
-    assert!(ids.len() >= 50, "read only {} ids from {}", ids.len(), path.display());
+    assert!(
+        ids.len() >= 50,
+        "read only {} ids from {}",
+        ids.len(),
+        path.display()
+    );
     ids
 }
 
@@ -37,7 +48,11 @@ fn every_contract_cause_is_in_the_catalog_with_every_field_in_both_languages() {
             problems.push(format!("{id}: missing from the catalog"));
             continue;
         };
-        for (field, text) in [("title", &cause.title), ("summary", &cause.summary), ("technical", &cause.technical)] {
+        for (field, text) in [
+            ("title", &cause.title),
+            ("summary", &cause.summary),
+            ("technical", &cause.technical),
+        ] {
             if text.en.trim().len() < 10 {
                 problems.push(format!("{id}: {field}.en is too short"));
             }
@@ -64,7 +79,9 @@ fn every_contract_cause_is_in_the_catalog_with_every_field_in_both_languages() {
                 problems.push(format!("{id}: a fix lacks its English or Chinese text"));
             }
             if fix.snippet.is_some() != fix.lang.is_some() {
-                problems.push(format!("{id}: a fix has a snippet without its lang or the reverse"));
+                problems.push(format!(
+                    "{id}: a fix has a snippet without its lang or the reverse"
+                ));
             }
         }
     }
@@ -76,21 +93,43 @@ fn catalog_texts_are_not_boilerplate() {
     // The same summary or technical paragraph under two ids is a copy, not knowledge.
     let mut seen = BTreeSet::new();
     for cause in catalog().causes() {
-        for text in [&cause.summary.en, &cause.technical.en, &cause.summary.zh, &cause.technical.zh] {
-            assert!(seen.insert(text.clone()), "{}: text repeated from another cause: {text}", cause.id);
+        for text in [
+            &cause.summary.en,
+            &cause.technical.en,
+            &cause.summary.zh,
+            &cause.technical.zh,
+        ] {
+            assert!(
+                seen.insert(text.clone()),
+                "{}: text repeated from another cause: {text}",
+                cause.id
+            );
         }
-        assert!(!cause.summary.en.to_lowercase().contains("todo") && !cause.technical.en.contains("TODO"), "{}", cause.id);
+        assert!(
+            !cause.summary.en.to_lowercase().contains("todo")
+                && !cause.technical.en.contains("TODO"),
+            "{}",
+            cause.id
+        );
     }
 }
 
 #[test]
 fn the_signature_database_is_large_and_names_only_catalog_causes() {
     let db = signatures();
-    assert!(db.signatures().len() >= 120, "only {} signatures", db.signatures().len());
+    assert!(
+        db.signatures().len() >= 120,
+        "only {} signatures",
+        db.signatures().len()
+    );
     for sig in db.signatures() {
         assert!(!sig.test.is_empty(), "{}: no test line", sig.id);
         for cause in &sig.causes {
-            assert!(catalog().get(cause).is_some(), "{}: unknown cause {cause}", sig.id);
+            assert!(
+                catalog().get(cause).is_some(),
+                "{}: unknown cause {cause}",
+                sig.id
+            );
         }
         assert!(has_cjk(&sig.note.zh), "{}: note.zh is not Chinese", sig.id);
         assert!(sig.note.en.len() > 20, "{}: note.en too short", sig.id);
@@ -104,12 +143,16 @@ fn every_signature_wins_on_its_own_test_lines() {
     for sig in db.signatures() {
         for test in &sig.test {
             let contains = if sig.ignore_case {
-                test.to_ascii_lowercase().contains(&sig.literal.to_ascii_lowercase())
+                test.to_ascii_lowercase()
+                    .contains(&sig.literal.to_ascii_lowercase())
             } else {
                 test.contains(&sig.literal)
             };
             if !contains {
-                problems.push(format!("{}: literal {:?} is not in its test", sig.id, sig.literal));
+                problems.push(format!(
+                    "{}: literal {:?} is not in its test",
+                    sig.id, sig.literal
+                ));
             }
             let best = match sig.source {
                 Source::Log => db.match_line(test),
@@ -117,12 +160,19 @@ fn every_signature_wins_on_its_own_test_lines() {
             };
             match best {
                 Some(m) if m.signature.id == sig.id => {}
-                Some(m) => problems.push(format!("{}: its test is won by {}", sig.id, m.signature.id)),
+                Some(m) => {
+                    problems.push(format!("{}: its test is won by {}", sig.id, m.signature.id))
+                }
                 None => problems.push(format!("{}: its test matches nothing: {test}", sig.id)),
             }
         }
     }
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -132,14 +182,29 @@ fn explain_names_the_product_and_causes_of_every_signature_test() {
         for test in &sig.test {
             let e = explain(&InputText::from_bytes(test.clone().into_bytes()));
             let (product, causes): (Option<&str>, Vec<String>) = match e.kind {
-                InputKind::Lines if !e.lines.is_empty() => (Some(e.lines[0].signature.product.as_str()), e.lines[0].causes.clone()),
-                _ => (e.pages.first().map(|p| p.signature.product.as_str()), e.pages.first().map(|p| p.causes.clone()).unwrap_or_default()),
+                InputKind::Lines if !e.lines.is_empty() => (
+                    Some(e.lines[0].signature.product.as_str()),
+                    e.lines[0].causes.clone(),
+                ),
+                _ => (
+                    e.pages.first().map(|p| p.signature.product.as_str()),
+                    e.pages
+                        .first()
+                        .map(|p| p.causes.clone())
+                        .unwrap_or_default(),
+                ),
             };
             if product != Some(sig.product.as_str()) {
-                problems.push(format!("{}: product {:?}, expected {}", sig.id, product, sig.product));
+                problems.push(format!(
+                    "{}: product {:?}, expected {}",
+                    sig.id, product, sig.product
+                ));
             }
             if sig.refine.is_none() && causes != sig.causes {
-                problems.push(format!("{}: causes {:?}, expected {:?}", sig.id, causes, sig.causes));
+                problems.push(format!(
+                    "{}: causes {:?}, expected {:?}",
+                    sig.id, causes, sig.causes
+                ));
             }
         }
     }
@@ -148,10 +213,27 @@ fn explain_names_the_product_and_causes_of_every_signature_test() {
 
 #[test]
 fn the_catalog_covers_every_product_the_issue_names() {
-    let products: BTreeSet<&str> = signatures().signatures().iter().map(|s| s.product.as_str()).collect();
+    let products: BTreeSet<&str> = signatures()
+        .signatures()
+        .iter()
+        .map(|s| s.product.as_str())
+        .collect();
     for product in [
-        "nginx", "apache", "php-fpm", "gunicorn", "uwsgi", "haproxy", "envoy", "traefik", "caddy",
-        "cloudflare", "aws-elb", "google", "varnish", "iis", "heroku",
+        "nginx",
+        "apache",
+        "php-fpm",
+        "gunicorn",
+        "uwsgi",
+        "haproxy",
+        "envoy",
+        "traefik",
+        "caddy",
+        "cloudflare",
+        "aws-elb",
+        "google",
+        "varnish",
+        "iis",
+        "heroku",
     ] {
         assert!(products.contains(product), "no signature for {product}");
     }

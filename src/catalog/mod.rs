@@ -21,9 +21,18 @@ pub use signatures::{Signature, SignatureDb, SignatureMatch, Source};
 /// The catalog files, in order. Adding a file here is the only code change a new file needs;
 /// adding a cause to an existing file needs none.
 const CATALOG_FILES: &[(&str, &str)] = &[
-    ("data/catalog/10-path.toml", include_str!("../../data/catalog/10-path.toml")),
-    ("data/catalog/20-upstream.toml", include_str!("../../data/catalog/20-upstream.toml")),
-    ("data/catalog/30-host.toml", include_str!("../../data/catalog/30-host.toml")),
+    (
+        "data/catalog/10-path.toml",
+        include_str!("../../data/catalog/10-path.toml"),
+    ),
+    (
+        "data/catalog/20-upstream.toml",
+        include_str!("../../data/catalog/20-upstream.toml"),
+    ),
+    (
+        "data/catalog/30-host.toml",
+        include_str!("../../data/catalog/30-host.toml"),
+    ),
 ];
 
 /// Where on the request path a cause sits, in the order an operator walks it.
@@ -145,7 +154,10 @@ impl Catalog {
                 if catalog.get(related).is_none() {
                     return Err(DataError {
                         file: "data/catalog".into(),
-                        message: format!("{}: related id {related:?} is not in the catalog", cause.id),
+                        message: format!(
+                            "{}: related id {related:?} is not in the catalog",
+                            cause.id
+                        ),
                     });
                 }
             }

@@ -7,7 +7,10 @@ pub const NAMES: &[&str] = &["uwsgi-block-size"];
 /// Applies the refiner `name` to a match's causes, given the fields its regex extracted.
 pub fn apply(name: &str, causes: &[String], fields: &[(String, String)]) -> Vec<String> {
     let number = |key: &str| {
-        fields.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
     };
     match name {
         // uWSGI reads the first 4 bytes of a request as its packet header. Plain HTTP sent to a
@@ -34,8 +37,14 @@ mod tests {
 
     #[test]
     fn uwsgi_block_size_tells_http_from_big_headers() {
-        let both = vec!["protocol-mismatch".to_string(), "upstream-request-header-too-big".to_string()];
-        assert_eq!(apply("uwsgi-block-size", &both, &fields("21573", "4096")), ["protocol-mismatch"]);
+        let both = vec![
+            "protocol-mismatch".to_string(),
+            "upstream-request-header-too-big".to_string(),
+        ];
+        assert_eq!(
+            apply("uwsgi-block-size", &both, &fields("21573", "4096")),
+            ["protocol-mismatch"]
+        );
         assert_eq!(
             apply("uwsgi-block-size", &both, &fields("4313", "4096")),
             ["upstream-request-header-too-big"]

@@ -21,9 +21,18 @@ use std::collections::HashMap;
 
 /// The signature files, in order (order breaks priority ties).
 const SIGNATURE_FILES: &[(&str, &str)] = &[
-    ("data/signatures/nginx.toml", include_str!("../../data/signatures/nginx.toml")),
-    ("data/signatures/servers.toml", include_str!("../../data/signatures/servers.toml")),
-    ("data/signatures/pages.toml", include_str!("../../data/signatures/pages.toml")),
+    (
+        "data/signatures/nginx.toml",
+        include_str!("../../data/signatures/nginx.toml"),
+    ),
+    (
+        "data/signatures/servers.toml",
+        include_str!("../../data/signatures/servers.toml"),
+    ),
+    (
+        "data/signatures/pages.toml",
+        include_str!("../../data/signatures/pages.toml"),
+    ),
 ];
 
 /// What a signature is matched against.
@@ -79,7 +88,10 @@ pub struct SignatureMatch<'db> {
 
 impl SignatureMatch<'_> {
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -97,7 +109,9 @@ pub struct SignatureDb {
 
 impl std::fmt::Debug for SignatureDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignatureDb").field("signatures", &self.signatures.len()).finish()
+        f.debug_struct("SignatureDb")
+            .field("signatures", &self.signatures.len())
+            .finish()
     }
 }
 
@@ -113,11 +127,17 @@ impl SignatureDb {
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut regexes = Vec::new();
         for (file, text) in sources {
-            let err = |message: String| DataError { file: file.to_string(), message };
+            let err = |message: String| DataError {
+                file: file.to_string(),
+                message,
+            };
             let parsed: SignatureFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
             for sig in parsed.signature {
                 if let Some(other) = seen.insert(sig.id.clone(), file.to_string()) {
-                    return Err(err(format!("signature id {:?} is also defined in {other}", sig.id)));
+                    return Err(err(format!(
+                        "signature id {:?} is also defined in {other}",
+                        sig.id
+                    )));
                 }
                 if sig.literal.is_empty() {
                     return Err(err(format!("{}: the literal is empty", sig.id)));
@@ -143,7 +163,14 @@ impl SignatureDb {
         }
         let (exact, exact_owners) = build_automaton(&signatures, false)?;
         let (folded, folded_owners) = build_automaton(&signatures, true)?;
-        Ok(SignatureDb { signatures, regexes, exact, exact_owners, folded, folded_owners })
+        Ok(SignatureDb {
+            signatures,
+            regexes,
+            exact,
+            exact_owners,
+            folded,
+            folded_owners,
+        })
     }
 
     pub fn signatures(&self) -> &[Signature] {
@@ -176,9 +203,13 @@ impl SignatureDb {
             }
             let also_ok = if sig.ignore_case {
                 let lower = lowered.get_or_insert_with(|| text.to_ascii_lowercase());
-                sig.also.iter().all(|a| lower.contains(&a.to_ascii_lowercase()))
+                sig.also
+                    .iter()
+                    .all(|a| lower.contains(&a.to_ascii_lowercase()))
             } else {
-                sig.also.iter().all(|a| memchr::memmem::find(text.as_bytes(), a.as_bytes()).is_some())
+                sig.also
+                    .iter()
+                    .all(|a| memchr::memmem::find(text.as_bytes(), a.as_bytes()).is_some())
             };
             also_ok && self.regexes[i].as_ref().is_none_or(|re| re.is_match(text))
         });
@@ -201,7 +232,11 @@ impl SignatureDb {
             Some(name) => refine::apply(name, &signature.causes, &fields),
             None => signature.causes.clone(),
         };
-        SignatureMatch { signature, causes, fields }
+        SignatureMatch {
+            signature,
+            causes,
+            fields,
+        }
     }
 
     /// The best log signature for one line: the highest priority, ties to the earliest.
@@ -223,7 +258,10 @@ impl SignatureDb {
     pub fn match_page(&self, text: &str) -> Vec<SignatureMatch<'_>> {
         let mut matching = self.matching(text, Source::Page);
         matching.sort_by_key(|&i| (std::cmp::Reverse(self.signatures[i].priority), i));
-        matching.into_iter().map(|i| self.complete(i, text)).collect()
+        matching
+            .into_iter()
+            .map(|i| self.complete(i, text))
+            .collect()
     }
 }
 
@@ -236,8 +274,16 @@ fn build_automaton(
     let mut patterns: Vec<Cow<'_, str>> = Vec::new();
     let mut owners: Vec<Vec<usize>> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    for (i, sig) in signatures.iter().enumerate().filter(|(_, s)| s.ignore_case == folded) {
-        let key = if folded { sig.literal.to_ascii_lowercase() } else { sig.literal.clone() };
+    for (i, sig) in signatures
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.ignore_case == folded)
+    {
+        let key = if folded {
+            sig.literal.to_ascii_lowercase()
+        } else {
+            sig.literal.clone()
+        };
         let slot = *index.entry(key).or_insert_with(|| {
             patterns.push(Cow::Borrowed(sig.literal.as_str()));
             owners.push(Vec::new());
@@ -249,6 +295,9 @@ fn build_automaton(
         .match_kind(MatchKind::Standard)
         .ascii_case_insensitive(folded)
         .build(patterns.iter().map(|p| p.as_ref()))
-        .map_err(|e| DataError { file: "data/signatures".into(), message: e.to_string() })?;
+        .map_err(|e| DataError {
+            file: "data/signatures".into(),
+            message: e.to_string(),
+        })?;
     Ok((automaton, owners))
 }

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 pub struct ExplainArgs {
     /// A log line, an error page's text, a cause id, or `-` to read standard input. Several
     /// words are joined with spaces, so quoting the line is optional.
-    #[arg(value_name = "TEXT", required_unless_present = "file", conflicts_with = "file")]
+    #[arg(
+        value_name = "TEXT",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
     text: Vec<String>,
     /// Read the text from this file.
     #[arg(long, value_name = "PATH")]
@@ -25,19 +29,24 @@ pub fn run(common: &Common, args: ExplainArgs) -> Result<u8, Failure> {
         (None, words) => InputText::from_bytes(words.join(" ").into_bytes()),
     };
     if input.text.trim().is_empty() {
-        return Err(Failure::Usage("explain: the input is empty; paste a log line, an error page or a cause id".into()));
+        return Err(Failure::Usage(
+            "explain: the input is empty; paste a log line, an error page or a cause id".into(),
+        ));
     }
     let explanation = explain(&input);
     let lang = common.lang();
     let rendered = match common.format {
         Format::Json => {
-            let mut s = serde_json::to_string_pretty(&report::explain::json(&explanation, lang)).map_err(|e| Failure::Internal(e.into()))?;
+            let mut s = serde_json::to_string_pretty(&report::explain::json(&explanation, lang))
+                .map_err(|e| Failure::Internal(e.into()))?;
             s.push('\n');
             s
         }
         Format::Text => report::explain::text(&explanation, lang),
         Format::Markdown | Format::Html => {
-            return Err(Failure::Usage("explain: --format takes text or json".into()));
+            return Err(Failure::Usage(
+                "explain: --format takes text or json".into(),
+            ));
         }
     };
     common.print(&rendered)?;

@@ -1,6 +1,7 @@
 //! One module per command: parse its arguments, run the pipeline, pick a renderer.
 
 pub mod explain;
+pub mod lab;
 
 use gwdoctor::i18n::Lang;
 use gwdoctor::report::Format;
@@ -28,7 +29,11 @@ impl Common {
     /// Writes a rendered report to stdout; ANSI styles are stripped unless stdout is a terminal
     /// that wants colour.
     pub fn print(&self, rendered: &str) -> Result<(), Failure> {
-        let choice = if self.no_color { anstream::ColorChoice::Never } else { anstream::ColorChoice::Auto };
+        let choice = if self.no_color {
+            anstream::ColorChoice::Never
+        } else {
+            anstream::ColorChoice::Auto
+        };
         let mut out = anstream::AutoStream::new(std::io::stdout().lock(), choice);
         match out.write_all(rendered.as_bytes()).and_then(|_| out.flush()) {
             Ok(()) => Ok(()),

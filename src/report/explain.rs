@@ -15,14 +15,26 @@ pub fn text(e: &Explanation, lang: Lang) -> String {
     let mut out = String::new();
     for (flag, key) in [(e.binary, "binary"), (e.lossy, "lossy")] {
         if flag {
-            let _ = writeln!(out, "{}", styled(DIM, &format!("note: {}", label(lang, key))));
+            let _ = writeln!(
+                out,
+                "{}",
+                styled(DIM, &format!("note: {}", label(lang, key)))
+            );
         }
     }
     if e.cut_lines > 0 {
         let _ = writeln!(
             out,
             "{}",
-            styled(DIM, &format!("note: {} {} {} MiB", e.cut_lines, label(lang, "long-line"), crate::input::MAX_LINE >> 20))
+            styled(
+                DIM,
+                &format!(
+                    "note: {} {} {} MiB",
+                    e.cut_lines,
+                    label(lang, "long-line"),
+                    crate::input::MAX_LINE >> 20
+                )
+            )
         );
     }
     match e.kind {
@@ -46,9 +58,24 @@ fn page_text(out: &mut String, e: &Explanation, lang: Lang) {
     let _ = writeln!(out, "{}", styled(BOLD, label(lang, "page")));
     for page in &e.pages {
         let sig = page.signature;
-        let status = sig.status.filter(|&s| s != 0).map(|s| format!(" [{s}]")).unwrap_or_default();
-        let version = page.fields.iter().find(|(k, _)| k == "value").map(|(_, v)| format!(" {v}")).unwrap_or_default();
-        let _ = writeln!(out, "{}{}{}", styled(PRODUCT, &format!("{}{version}", sig.product)), status, styled(DIM, &format!("  ({})", sig.id)));
+        let status = sig
+            .status
+            .filter(|&s| s != 0)
+            .map(|s| format!(" [{s}]"))
+            .unwrap_or_default();
+        let version = page
+            .fields
+            .iter()
+            .find(|(k, _)| k == "value")
+            .map(|(_, v)| format!(" {v}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}{}{}",
+            styled(PRODUCT, &format!("{}{version}", sig.product)),
+            status,
+            styled(DIM, &format!("  ({})", sig.id))
+        );
         wrapped(out, 2, sig.note.get(lang));
     }
     top_cause(out, e, lang, &Placeholders::default());
@@ -62,30 +89,59 @@ fn lines_text(out: &mut String, e: &Explanation, lang: Lang) {
     if e.lines.len() == 1 {
         let line = &e.lines[0];
         line_detail(out, line, lang);
-        let placeholders = line.fields.iter().find(|(k, _)| k == "upstream").map(|(_, v)| Placeholders::from_upstream(v)).unwrap_or_default();
+        let placeholders = line
+            .fields
+            .iter()
+            .find(|(k, _)| k == "upstream")
+            .map(|(_, v)| Placeholders::from_upstream(v))
+            .unwrap_or_default();
         top_cause(out, e, lang, &placeholders);
     } else {
         for line in e.lines.iter().take(MAX_LISTED_LINES) {
             line_summary(out, line);
         }
         if e.recognised_lines > MAX_LISTED_LINES {
-            let _ = writeln!(out, "  … {} {}", e.recognised_lines - MAX_LISTED_LINES, label(lang, "lines"));
+            let _ = writeln!(
+                out,
+                "  … {} {}",
+                e.recognised_lines - MAX_LISTED_LINES,
+                label(lang, "lines")
+            );
         }
         summary(out, e, lang);
     }
     if e.unrecognised_lines > 0 {
-        let examples: Vec<String> = e.unrecognised_examples.iter().map(usize::to_string).collect();
+        let examples: Vec<String> = e
+            .unrecognised_examples
+            .iter()
+            .map(usize::to_string)
+            .collect();
         let _ = writeln!(
             out,
             "\n{}",
-            styled(DIM, &format!("{}: {} {} ({} {} {})", label(lang, "unrecognised"), e.unrecognised_lines, label(lang, "lines"), label(lang, "example"), label(lang, "line"), examples.join(", ")))
+            styled(
+                DIM,
+                &format!(
+                    "{}: {} {} ({} {} {})",
+                    label(lang, "unrecognised"),
+                    e.unrecognised_lines,
+                    label(lang, "lines"),
+                    label(lang, "example"),
+                    label(lang, "line"),
+                    examples.join(", ")
+                )
+            )
         );
     }
 }
 
 fn status_text(sig: &Signature, lang: Lang) -> String {
     match sig.status {
-        Some(0) => format!("{}: {}", label(lang, "client-saw"), label(lang, "no-status")),
+        Some(0) => format!(
+            "{}: {}",
+            label(lang, "client-saw"),
+            label(lang, "no-status")
+        ),
         Some(status) => format!("{}: {status}", label(lang, "client-saw")),
         None => String::new(),
     }
@@ -93,8 +149,21 @@ fn status_text(sig: &Signature, lang: Lang) -> String {
 
 fn line_detail(out: &mut String, line: &ClassifiedLine, lang: Lang) {
     let sig = line.signature;
-    let level = line.level.as_deref().map(|l| format!(" [{l}]")).unwrap_or_default();
-    let _ = writeln!(out, "{}{}  {}", styled(PRODUCT, &sig.product), level, styled(DIM, &format!("{} {} · {}", label(lang, "line"), line.number, sig.id)));
+    let level = line
+        .level
+        .as_deref()
+        .map(|l| format!(" [{l}]"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{}{}  {}",
+        styled(PRODUCT, &sig.product),
+        level,
+        styled(
+            DIM,
+            &format!("{} {} · {}", label(lang, "line"), line.number, sig.id)
+        )
+    );
     for (name, value) in &line.fields {
         let _ = writeln!(out, "  {} {}", styled(DIM, &format!("{name:<9}")), value);
     }
@@ -108,8 +177,17 @@ fn line_detail(out: &mut String, line: &ClassifiedLine, lang: Lang) {
 }
 
 fn line_summary(out: &mut String, line: &ClassifiedLine) {
-    let causes = if line.causes.is_empty() { "-".to_string() } else { line.causes.join(", ") };
-    let upstream = line.fields.iter().find(|(k, _)| k == "upstream").map(|(_, v)| format!("  {v}")).unwrap_or_default();
+    let causes = if line.causes.is_empty() {
+        "-".to_string()
+    } else {
+        line.causes.join(", ")
+    };
+    let upstream = line
+        .fields
+        .iter()
+        .find(|(k, _)| k == "upstream")
+        .map(|(_, v)| format!("  {v}"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
         "{:>5}  {} {}{}",
@@ -122,24 +200,55 @@ fn line_summary(out: &mut String, line: &ClassifiedLine) {
 
 /// Per cause: count, title and the first thing to check.
 fn summary(out: &mut String, e: &Explanation, lang: Lang) {
-    let _ = writeln!(out, "\n{}  ({} / {} {})", styled(BOLD, label(lang, "summary")), e.recognised_lines, e.total_lines, label(lang, "lines"));
-    for count in &e.causes {
-        let Some(cause) = catalog().get(&count.id) else { continue };
+    let _ = writeln!(
+        out,
+        "\n{}  ({} / {} {})",
+        styled(BOLD, label(lang, "summary")),
+        e.recognised_lines,
+        e.total_lines,
+        label(lang, "lines")
+    );
+    for count in e.causes.iter().filter(|c| c.count > 0) {
+        let Some(cause) = catalog().get(&count.id) else {
+            continue;
+        };
         let _ = writeln!(out, "{:>5}× {}", count.count, styled(BOLD, &cause.id));
         wrapped(out, 7, cause.title.get(lang));
         if let Some(check) = cause.checks.first() {
-            let text = if lang == Lang::Zh { &check.zh } else { &check.en };
+            let text = if lang == Lang::Zh {
+                &check.zh
+            } else {
+                &check.en
+            };
             wrapped(out, 7, &format!("→ {text}"));
         }
     }
+    let alternatives: Vec<&str> = e
+        .causes
+        .iter()
+        .filter(|c| c.count == 0)
+        .map(|c| c.id.as_str())
+        .collect();
+    if !alternatives.is_empty() {
+        let _ = writeln!(out, "\n{}:", styled(BOLD, label(lang, "also-possible")));
+        wrapped(out, 2, &alternatives.join(", "));
+    }
     if let Some(first) = e.causes.first() {
-        let _ = writeln!(out, "\n{}", styled(DIM, &format!("gwdoctor explain {}", first.id)));
+        let _ = writeln!(
+            out,
+            "\n{}",
+            styled(DIM, &format!("gwdoctor explain {}", first.id))
+        );
     }
 }
 
 /// The full card of the most named cause, and the headings of the others.
 fn top_cause(out: &mut String, e: &Explanation, lang: Lang, placeholders: &Placeholders) {
-    let causes: Vec<&Cause> = e.causes.iter().filter_map(|c| catalog().get(&c.id)).collect();
+    let causes: Vec<&Cause> = e
+        .causes
+        .iter()
+        .filter_map(|c| catalog().get(&c.id))
+        .collect();
     let Some((first, rest)) = causes.split_first() else {
         let _ = writeln!(out);
         wrapped(out, 0, label(lang, "product-only"));
@@ -156,7 +265,12 @@ fn top_cause(out: &mut String, e: &Explanation, lang: Lang, placeholders: &Place
 }
 
 fn fields_json(fields: &[(String, String)]) -> Value {
-    Value::Object(fields.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
+    Value::Object(
+        fields
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 fn cause_json(cause: &Cause, lang: Lang) -> Value {
@@ -219,7 +333,16 @@ pub fn json(e: &Explanation, lang: Lang) -> Value {
             })
         })
         .collect();
-    let counts: Map<String, Value> = e.causes.iter().map(|c| (c.id.clone(), json!(c.count))).collect();
+    let counts: Map<String, Value> = e
+        .causes
+        .iter()
+        .map(|c| (c.id.clone(), json!(c.count)))
+        .collect();
+    let mentions: Map<String, Value> = e
+        .causes
+        .iter()
+        .map(|c| (c.id.clone(), json!(c.mentions)))
+        .collect();
     let mut warnings = Vec::new();
     if e.binary {
         warnings.push(label(lang, "binary").to_string());
@@ -233,6 +356,7 @@ pub fn json(e: &Explanation, lang: Lang) -> Value {
         "causes": e.cause_ids(),
         "recognised": e.recognised(),
         "counts": counts,
+        "mentions": mentions,
         "lines": lines,
         "pages": pages,
         "total_lines": e.total_lines,

@@ -11,8 +11,12 @@ pub const WIDTH: usize = 80;
 
 pub const BOLD: Style = Style::new().bold();
 pub const DIM: Style = Style::new().dimmed();
-pub const CAUSE: Style = Style::new().bold().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Red)));
-pub const PRODUCT: Style = Style::new().bold().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Cyan)));
+pub const CAUSE: Style = Style::new()
+    .bold()
+    .fg_color(Some(anstyle::Color::Ansi(AnsiColor::Red)));
+pub const PRODUCT: Style = Style::new()
+    .bold()
+    .fg_color(Some(anstyle::Color::Ansi(AnsiColor::Cyan)));
 pub const COMMAND: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Green)));
 
 /// `text` in `style`.
@@ -42,7 +46,10 @@ pub struct Placeholders {
 impl Placeholders {
     /// From an upstream address as nginx writes it: `127.0.0.1:8000`, `[::1]:3000`, `unix:/run/x.sock`.
     pub fn from_upstream(address: &str) -> Placeholders {
-        let mut p = Placeholders { upstream: Some(address.to_string()), ..Default::default() };
+        let mut p = Placeholders {
+            upstream: Some(address.to_string()),
+            ..Default::default()
+        };
         if let Some(path) = address.strip_prefix("unix:") {
             p.socket = Some(path.to_string());
         } else if let Some((_, port)) = address.rsplit_once(':') {
@@ -56,7 +63,11 @@ impl Placeholders {
     /// `cmd` with the placeholders it can fill replaced (whole words in capitals only).
     pub fn fill(&self, cmd: &str) -> String {
         let mut out = cmd.to_string();
-        for (name, value) in [("PORT", &self.port), ("SOCKET", &self.socket), ("UPSTREAM", &self.upstream)] {
+        for (name, value) in [
+            ("PORT", &self.port),
+            ("SOCKET", &self.socket),
+            ("UPSTREAM", &self.upstream),
+        ] {
             if let Some(value) = value {
                 out = replace_word(&out, name, value);
             }
@@ -71,7 +82,10 @@ fn replace_word(text: &str, word: &str, value: &str) -> String {
     let mut rest = text;
     while let Some(at) = rest.find(word) {
         let before_ok = rest[..at].chars().next_back().is_none_or(|c| !is_word(c));
-        let after_ok = rest[at + word.len()..].chars().next().is_none_or(|c| !is_word(c));
+        let after_ok = rest[at + word.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !is_word(c));
         out.push_str(&rest[..at]);
         out.push_str(if before_ok && after_ok { value } else { word });
         rest = &rest[at + word.len()..];
@@ -93,7 +107,16 @@ pub fn cause_heading(out: &mut String, cause: &Cause, lang: Lang) {
     let _ = writeln!(
         out,
         "  {}",
-        styled(DIM, &format!("{}: {} · {}: {}", label(lang, "layer"), cause.layer.name(), label(lang, "statuses"), statuses.join(", "))),
+        styled(
+            DIM,
+            &format!(
+                "{}: {} · {}: {}",
+                label(lang, "layer"),
+                cause.layer.name(),
+                label(lang, "statuses"),
+                statuses.join(", ")
+            )
+        ),
     );
 }
 
@@ -117,7 +140,12 @@ pub fn cause_card(out: &mut String, cause: &Cause, lang: Lang, placeholders: &Pl
         let _ = write!(out, "  {number}{}", item.trim_start());
         if let Some(cmd) = &check.cmd {
             for line in placeholders.fill(cmd).lines() {
-                let _ = writeln!(out, "{}{}", " ".repeat(2 + number.len()), styled(COMMAND, &format!("$ {line}")));
+                let _ = writeln!(
+                    out,
+                    "{}{}",
+                    " ".repeat(2 + number.len()),
+                    styled(COMMAND, &format!("$ {line}"))
+                );
             }
         }
     }
@@ -140,7 +168,12 @@ pub fn cause_card(out: &mut String, cause: &Cause, lang: Lang, placeholders: &Pl
         }
     }
     if !cause.related.is_empty() {
-        let _ = writeln!(out, "\n{}: {}", styled(BOLD, label(lang, "related")), cause.related.join(", "));
+        let _ = writeln!(
+            out,
+            "\n{}: {}",
+            styled(BOLD, label(lang, "related")),
+            cause.related.join(", ")
+        );
     }
 }
 
@@ -151,9 +184,15 @@ mod tests {
     #[test]
     fn placeholders_fill_whole_words_only() {
         let p = Placeholders::from_upstream("127.0.0.1:8000");
-        assert_eq!(p.fill("ss -ltnp 'sport = :PORT' # PORTS SOCKET"), "ss -ltnp 'sport = :8000' # PORTS SOCKET");
+        assert_eq!(
+            p.fill("ss -ltnp 'sport = :PORT' # PORTS SOCKET"),
+            "ss -ltnp 'sport = :8000' # PORTS SOCKET"
+        );
         let p = Placeholders::from_upstream("unix:/run/php/php8.2-fpm.sock");
         assert_eq!(p.fill("ls -l SOCKET"), "ls -l /run/php/php8.2-fpm.sock");
-        assert_eq!(Placeholders::from_upstream("[::1]:3000").port.as_deref(), Some("3000"));
+        assert_eq!(
+            Placeholders::from_upstream("[::1]:3000").port.as_deref(),
+            Some("3000")
+        );
     }
 }

@@ -33,17 +33,34 @@ pub struct NginxErrorLine<'a> {
     pub referrer: Option<&'a str>,
 }
 
-const LEVELS: &[&str] = &["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"];
+const LEVELS: &[&str] = &[
+    "debug", "info", "notice", "warn", "error", "crit", "alert", "emerg",
+];
 
 /// The context keys in the order nginx writes them.
-const CONTEXT_KEYS: &[&str] = &["client", "server", "request", "subrequest", "upstream", "host", "referrer"];
+const CONTEXT_KEYS: &[&str] = &[
+    "client",
+    "server",
+    "request",
+    "subrequest",
+    "upstream",
+    "host",
+    "referrer",
+];
 
 /// Parses a line; `None` when it is not in nginx's error-log format.
 pub fn parse(line: &str) -> Option<NginxErrorLine<'_>> {
     let line = line.trim_end_matches(['\r', '\n']);
     let bytes = line.as_bytes();
     // "YYYY/MM/DD HH:MM:SS [" — checked by shape, not by regex: this runs on every line.
-    if bytes.len() < 22 || bytes[4] != b'/' || bytes[7] != b'/' || bytes[10] != b' ' || bytes[13] != b':' || bytes[19] != b' ' || bytes[20] != b'[' {
+    if bytes.len() < 22
+        || bytes[4] != b'/'
+        || bytes[7] != b'/'
+        || bytes[10] != b' '
+        || bytes[13] != b':'
+        || bytes[19] != b' '
+        || bytes[20] != b'['
+    {
         return None;
     }
     if !bytes[..4].iter().all(u8::is_ascii_digit) {
@@ -57,7 +74,11 @@ pub fn parse(line: &str) -> Option<NginxErrorLine<'_>> {
         return None;
     }
     let mut rest = &rest[close + 2..];
-    let mut parsed = NginxErrorLine { time, level, ..Default::default() };
+    let mut parsed = NginxErrorLine {
+        time,
+        level,
+        ..Default::default()
+    };
     // "812#812: "
     if let Some(colon) = rest.find(": ") {
         let head = &rest[..colon];
@@ -103,7 +124,9 @@ fn parse_context<'a>(context: &'a str, out: &mut NginxErrorLine<'a>) {
         let at = if from == 0 && context.starts_with(&format!("{key}: ")) {
             Some(0)
         } else {
-            context[from..].find(&format!(", {key}: ")).map(|i| from + i + 2)
+            context[from..]
+                .find(&format!(", {key}: "))
+                .map(|i| from + i + 2)
         };
         if let Some(at) = at {
             starts.push((at, key));
@@ -112,12 +135,17 @@ fn parse_context<'a>(context: &'a str, out: &mut NginxErrorLine<'a>) {
     }
     for (n, &(at, key)) in starts.iter().enumerate() {
         let value_start = at + key.len() + 2;
-        let value_end = starts.get(n + 1).map_or(context.len(), |&(next, _)| next - 2);
+        let value_end = starts
+            .get(n + 1)
+            .map_or(context.len(), |&(next, _)| next - 2);
         if value_end < value_start {
             continue;
         }
         let raw = &context[value_start..value_end];
-        let value = raw.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(raw);
+        let value = raw
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(raw);
         let slot = match key {
             "client" => &mut out.client,
             "server" => &mut out.server,
@@ -160,7 +188,9 @@ impl<'a> NginxErrorLine<'a> {
 
 /// `http://127.0.0.1:8000/x` → `127.0.0.1:8000`; `fastcgi://unix:/run/a.sock:` → `unix:/run/a.sock`.
 pub fn upstream_address(upstream: &str) -> &str {
-    let without_scheme = upstream.split_once("://").map_or(upstream, |(_, rest)| rest);
+    let without_scheme = upstream
+        .split_once("://")
+        .map_or(upstream, |(_, rest)| rest);
     if let Some(path) = without_scheme.strip_prefix("unix:") {
         // nginx writes the socket as "unix:/path:" followed by the URI.
         let end = path.find(':').unwrap_or(path.len());
@@ -182,7 +212,10 @@ mod tests {
         assert_eq!(p.level, "error");
         assert_eq!(p.pid, Some(812));
         assert_eq!(p.connection, Some(1042));
-        assert_eq!(p.message, "connect() failed (111: Connection refused) while connecting to upstream");
+        assert_eq!(
+            p.message,
+            "connect() failed (111: Connection refused) while connecting to upstream"
+        );
         assert_eq!(p.client, Some("203.0.113.7"));
         assert_eq!(p.server, Some("example.com"));
         assert_eq!(p.request, Some("GET /a, b HTTP/1.1"));
@@ -194,7 +227,10 @@ mod tests {
     #[test]
     fn parses_unix_socket_upstreams_and_lines_without_context() {
         let line = r#"2024/05/02 14:02:11 [crit] 9#9: *3 connect() to unix:/run/php/php8.2-fpm.sock failed (2: No such file or directory) while connecting to upstream, client: 10.0.0.1, server: _, request: "GET /index.php HTTP/1.1", upstream: "fastcgi://unix:/run/php/php8.2-fpm.sock:", host: "x""#;
-        assert_eq!(parse(line).unwrap().upstream_address(), Some("unix:/run/php/php8.2-fpm.sock"));
+        assert_eq!(
+            parse(line).unwrap().upstream_address(),
+            Some("unix:/run/php/php8.2-fpm.sock")
+        );
         let emerg = r#"2024/05/02 14:02:11 [emerg] 77#77: host not found in upstream "app:8000" in /etc/nginx/conf.d/default.conf:12"#;
         let p = parse(emerg).unwrap();
         assert_eq!(p.level, "emerg");
@@ -205,7 +241,14 @@ mod tests {
 
     #[test]
     fn rejects_other_formats_without_panicking() {
-        for line in ["", "2024/05/02", "[Thu May 02 14:02:11.1 2024] [proxy:error] x", "2024/05/02 14:02:11 [bogus] x", "2024/05/02 14:02:11 [error]", "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}"] {
+        for line in [
+            "",
+            "2024/05/02",
+            "[Thu May 02 14:02:11.1 2024] [proxy:error] x",
+            "2024/05/02 14:02:11 [bogus] x",
+            "2024/05/02 14:02:11 [error]",
+            "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}",
+        ] {
             let _ = parse(line);
         }
         assert!(parse("[Thu May 02 14:02:11.1 2024] [proxy:error] x").is_none());
