@@ -242,10 +242,16 @@ fn render(report: &RunReport, lang: Lang) -> String {
             exchange.outcome.label()
         );
     }
+    // Recognised lines, and unrecognised ones unless they are routine notices.
+    let routine = |text: &str| {
+        ["[notice]", "[info]", "NOTICE:", "[INFO]"]
+            .iter()
+            .any(|m| text.contains(m))
+    };
     for line in report
         .log_lines
         .iter()
-        .filter(|l| l.signature.is_some() || !l.text.contains("[notice]"))
+        .filter(|l| l.signature.is_some() || !routine(&l.text))
     {
         let name = line
             .file
