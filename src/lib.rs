@@ -16,6 +16,7 @@
 pub mod catalog;
 pub mod collect;
 pub mod explain;
+pub mod findings;
 pub mod i18n;
 pub mod input;
 pub mod lab;

@@ -4,6 +4,7 @@
 //! - [`text`]: the pieces every text report is built of (wrapping, styles, the cause card).
 
 pub mod explain;
+pub mod findings;
 pub mod text;
 
 /// The output formats of the interface (`--format`).
