@@ -22,3 +22,4 @@ pub mod input;
 pub mod lab;
 pub mod redact;
 pub mod report;
+pub mod rules;

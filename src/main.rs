@@ -20,6 +20,9 @@ enum Command {
     /// Explain a pasted error-log line, error page or cause id: which product said it, what it
     /// means, what to check, how to fix it.
     Explain(cli::explain::ExplainArgs),
+    /// Classify gateway and app-server logs: causes, 5xx over time, upstreams, paths, and
+    /// what happened just before the errors began.
+    Logs(cli::logs::LogsArgs),
     /// The fault lab: real nginx in front of a misbehaving upstream on loopback, one scenario per
     /// failure mode, to learn a failure or to check a monitoring setup.
     Lab(cli::lab::LabArgs),
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Explain(explain) => cli::explain::run(&args.common, explain),
         Command::Lab(lab) => cli::lab::run(&args.common, lab),
+        Command::Logs(logs) => cli::logs::run(&args.common, logs),
     };
     match result {
         Ok(code) => ExitCode::from(code),

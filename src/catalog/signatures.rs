@@ -18,6 +18,7 @@ use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// The signature files, in order (order breaks priority ties).
 const SIGNATURE_FILES: &[(&str, &str)] = &[
@@ -98,7 +99,8 @@ impl SignatureMatch<'_> {
 /// The compiled database.
 pub struct SignatureDb {
     signatures: Vec<Signature>,
-    regexes: Vec<Option<Regex>>,
+    /// Compiled on first use: a run meets a few dozen signatures, not all of them.
+    regexes: Vec<OnceLock<Option<Regex>>>,
     /// Automaton over the case-sensitive literals, and which signatures each pattern stands for.
     exact: AhoCorasick,
     exact_owners: Vec<Vec<usize>>,
@@ -147,17 +149,15 @@ impl SignatureDb {
                         return Err(err(format!("{}: unknown refiner {name:?}", sig.id)));
                     }
                 }
-                let regex = match &sig.regex {
-                    Some(pattern) => Some(
-                        RegexBuilder::new(pattern)
-                            .case_insensitive(sig.ignore_case)
-                            .size_limit(1 << 22)
-                            .build()
-                            .map_err(|e| err(format!("{}: regex does not compile: {e}", sig.id)))?,
-                    ),
-                    None => None,
-                };
-                regexes.push(regex);
+                // The syntax is checked now (cheap); the automaton is built on first use.
+                if let Some(pattern) = &sig.regex {
+                    regex_syntax::ParserBuilder::new()
+                        .case_insensitive(sig.ignore_case)
+                        .build()
+                        .parse(pattern)
+                        .map_err(|e| err(format!("{}: regex does not compile: {e}", sig.id)))?;
+                }
+                regexes.push(OnceLock::new());
                 signatures.push(sig);
             }
         }
@@ -171,6 +171,30 @@ impl SignatureDb {
             folded,
             folded_owners,
         })
+    }
+
+    /// The regex of signature `index`, compiled on first use. A pattern that passed the syntax
+    /// check but cannot be built (over the size limit) matches nothing; `compile_all` finds it.
+    fn regex(&self, index: usize) -> Option<&Regex> {
+        self.regexes[index]
+            .get_or_init(|| {
+                let sig = &self.signatures[index];
+                let pattern = sig.regex.as_ref()?;
+                RegexBuilder::new(pattern)
+                    .case_insensitive(sig.ignore_case)
+                    .size_limit(1 << 22)
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Compiles every regex now; the signatures whose regex cannot be built (tests call this).
+    pub fn compile_all(&self) -> Vec<String> {
+        (0..self.signatures.len())
+            .filter(|&i| self.signatures[i].regex.is_some() && self.regex(i).is_none())
+            .map(|i| self.signatures[i].id.clone())
+            .collect()
     }
 
     pub fn signatures(&self) -> &[Signature] {
@@ -211,7 +235,7 @@ impl SignatureDb {
                     .iter()
                     .all(|a| memchr::memmem::find(text.as_bytes(), a.as_bytes()).is_some())
             };
-            also_ok && self.regexes[i].as_ref().is_none_or(|re| re.is_match(text))
+            also_ok && self.regex(i).is_none_or(|re| re.is_match(text))
         });
         candidates
     }
@@ -219,7 +243,7 @@ impl SignatureDb {
     fn complete(&self, index: usize, text: &str) -> SignatureMatch<'_> {
         let signature = &self.signatures[index];
         let mut fields = Vec::new();
-        if let Some(re) = &self.regexes[index] {
+        if let Some(re) = self.regex(index) {
             if let Some(caps) = re.captures(text) {
                 for name in re.capture_names().flatten() {
                     if let Some(value) = caps.name(name) {
@@ -252,6 +276,22 @@ impl SignatureDb {
             .copied()
             .max_by_key(|&i| (self.signatures[i].priority, std::cmp::Reverse(i)))?;
         Some(self.complete(best, text))
+    }
+
+    /// The fields `signature`'s regex extracts from `text` (when it has named groups and
+    /// matches): for callers that classified the text earlier and need its fields only now.
+    pub fn best_with_fields(
+        &self,
+        text: &str,
+        signature: &Signature,
+    ) -> Option<Vec<(String, String)>> {
+        let index = self
+            .signatures
+            .iter()
+            .position(|s| std::ptr::eq(s, signature))?;
+        let re = self.regex(index)?;
+        re.capture_names().flatten().next()?;
+        Some(self.complete(index, text).fields)
     }
 
     /// Every page signature matching `text`, the highest priority first.

@@ -2,6 +2,7 @@
 
 pub mod explain;
 pub mod lab;
+pub mod logs;
 
 use gwdoctor::i18n::Lang;
 use gwdoctor::report::Format;

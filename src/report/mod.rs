@@ -5,6 +5,7 @@
 
 pub mod explain;
 pub mod findings;
+pub mod logs;
 pub mod text;
 
 /// The output formats of the interface (`--format`).

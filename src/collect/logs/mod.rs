@@ -1,6 +1,13 @@
-//! Logs of gateways and app servers.
+//! Logs of gateways and app servers: which files, in which format, and what they say.
 //!
-//! - [`formats`]: one module per log format, each parsing a line's envelope (time, level, pid,
-//!   the request's context) so that signatures need only match the message.
+//! - [`source`]: inputs (paths, globs, directories, rotated series, .gz/.zst).
+//! - [`formats`]: one module per log format: nginx error and access logs (any `log_format`),
+//!   JSON access logs, and the detection of Apache, PHP-FPM, gunicorn, uWSGI and kernel logs,
+//!   whose lines the signature database classifies.
+//! - [`scan`]: the parallel block scanner; [`tally`]: what it counts; [`time`]: timestamps.
 
 pub mod formats;
+pub mod scan;
+pub mod source;
+pub mod tally;
+pub mod time;

@@ -37,19 +37,70 @@ const LEVELS: &[&str] = &[
     "debug", "info", "notice", "warn", "error", "crit", "alert", "emerg",
 ];
 
-/// The context keys in the order nginx writes them.
-const CONTEXT_KEYS: &[&str] = &[
-    "client",
-    "server",
-    "request",
-    "subrequest",
-    "upstream",
-    "host",
-    "referrer",
+/// The context keys in the order nginx writes them, as they appear after the message
+/// (", client: ") and at the start of the context ("client: ").
+const CONTEXT_KEYS: &[(&str, &str, &str)] = &[
+    ("client", ", client: ", "client: "),
+    ("server", ", server: ", "server: "),
+    ("request", ", request: ", "request: "),
+    ("subrequest", ", subrequest: ", "subrequest: "),
+    ("upstream", ", upstream: ", "upstream: "),
+    ("host", ", host: ", "host: "),
+    ("referrer", ", referrer: ", "referrer: "),
 ];
 
 /// Parses a line; `None` when it is not in nginx's error-log format.
 pub fn parse(line: &str) -> Option<NginxErrorLine<'_>> {
+    let head = parse_head(line)?;
+    let mut parsed = NginxErrorLine {
+        time: head.time,
+        level: head.level,
+        pid: head.pid,
+        connection: head.connection,
+        message: head.message,
+        ..Default::default()
+    };
+    if let Some(context) = head.context {
+        parse_context(context, &mut parsed);
+    }
+    Some(parsed)
+}
+
+/// The envelope and the message of a line, the context left whole: what the log scanner needs
+/// on its hot path (the full [`parse`] takes the context apart too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head<'a> {
+    pub time: &'a str,
+    pub level: &'a str,
+    pub pid: Option<u32>,
+    pub connection: Option<u64>,
+    pub message: &'a str,
+    /// From the first context key on: `client: 203.0.113.7, server: …`.
+    pub context: Option<&'a str>,
+}
+
+impl<'a> Head<'a> {
+    /// The `upstream: "…"` value as written, found with one search.
+    pub fn upstream(&self) -> Option<&'a str> {
+        let context = self.context?;
+        let start = if context.starts_with("upstream: ") {
+            0
+        } else {
+            finders()[4].find(context.as_bytes())? + 2
+        };
+        let value = context[start + "upstream: ".len()..].strip_prefix('"')?;
+        let end = memchr::memchr(b'"', value.as_bytes()).unwrap_or(value.len());
+        Some(&value[..end])
+    }
+
+    /// Whether the request's context follows the message directly (`…, client: `).
+    pub fn client_follows(&self) -> bool {
+        self.context.is_some_and(|c| c.starts_with("client: "))
+    }
+}
+
+/// Parses the envelope; `None` when the line is not in nginx's error-log format.
+pub fn parse_head(line: &str) -> Option<Head<'_>> {
     let line = line.trim_end_matches(['\r', '\n']);
     let bytes = line.as_bytes();
     // "YYYY/MM/DD HH:MM:SS [" — checked by shape, not by regex: this runs on every line.
@@ -68,23 +119,22 @@ pub fn parse(line: &str) -> Option<NginxErrorLine<'_>> {
     }
     let time = &line[..19];
     let rest = &line[21..];
-    let close = rest.find("] ")?;
+    let close = memchr::memchr(b']', rest.as_bytes())
+        .filter(|&i| rest.as_bytes().get(i + 1) == Some(&b' '))?;
     let level = &rest[..close];
     if !LEVELS.contains(&level) {
         return None;
     }
     let mut rest = &rest[close + 2..];
-    let mut parsed = NginxErrorLine {
-        time,
-        level,
-        ..Default::default()
-    };
+    let mut pid = None;
+    let mut connection = None;
     // "812#812: "
-    if let Some(colon) = rest.find(": ") {
-        let head = &rest[..colon];
-        if let Some((pid, tid)) = head.split_once('#') {
-            if pid.bytes().all(|b| b.is_ascii_digit()) && tid.bytes().all(|b| b.is_ascii_digit()) {
-                parsed.pid = pid.parse().ok();
+    if let Some(colon) =
+        memchr::memchr(b':', rest.as_bytes()).filter(|&i| rest.as_bytes().get(i + 1) == Some(&b' '))
+    {
+        if let Some((p, tid)) = rest[..colon].split_once('#') {
+            if p.bytes().all(|b| b.is_ascii_digit()) && tid.bytes().all(|b| b.is_ascii_digit()) {
+                pid = p.parse().ok();
                 rest = &rest[colon + 2..];
             }
         }
@@ -93,23 +143,37 @@ pub fn parse(line: &str) -> Option<NginxErrorLine<'_>> {
     if let Some(after) = rest.strip_prefix('*') {
         let digits = after.bytes().take_while(u8::is_ascii_digit).count();
         if digits > 0 && after.as_bytes().get(digits) == Some(&b' ') {
-            parsed.connection = after[..digits].parse().ok();
+            connection = after[..digits].parse().ok();
             rest = &after[digits + 1..];
         }
     }
     let (message, context) = split_context(rest);
-    parsed.message = message;
-    if let Some(context) = context {
-        parse_context(context, &mut parsed);
-    }
-    Some(parsed)
+    Some(Head {
+        time,
+        level,
+        pid,
+        connection,
+        message,
+        context,
+    })
 }
 
 /// Splits "message, client: …" at the first context key nginx would write.
+/// Prebuilt searchers for the context keys (building one costs more than a search).
+fn finders() -> &'static [memchr::memmem::Finder<'static>] {
+    static FINDERS: std::sync::OnceLock<Vec<memchr::memmem::Finder<'static>>> =
+        std::sync::OnceLock::new();
+    FINDERS.get_or_init(|| {
+        CONTEXT_KEYS
+            .iter()
+            .map(|(_, needle, _)| memchr::memmem::Finder::new(needle.as_bytes()))
+            .collect()
+    })
+}
+
 fn split_context(rest: &str) -> (&str, Option<&str>) {
-    for key in CONTEXT_KEYS {
-        let needle = format!(", {key}: ");
-        if let Some(at) = rest.find(&needle) {
+    for finder in finders() {
+        if let Some(at) = finder.find(rest.as_bytes()) {
             return (&rest[..at], Some(&rest[at + 2..]));
         }
     }
@@ -118,14 +182,14 @@ fn split_context(rest: &str) -> (&str, Option<&str>) {
 
 fn parse_context<'a>(context: &'a str, out: &mut NginxErrorLine<'a>) {
     // Find each key's start, in nginx's order, then cut the values between them.
-    let mut starts: Vec<(usize, &str)> = Vec::new();
+    let mut starts: Vec<(usize, &str)> = Vec::with_capacity(CONTEXT_KEYS.len());
     let mut from = 0;
-    for key in CONTEXT_KEYS {
-        let at = if from == 0 && context.starts_with(&format!("{key}: ")) {
+    for (&(key, _, head), finder) in CONTEXT_KEYS.iter().zip(finders()) {
+        let at = if from == 0 && context.starts_with(head) {
             Some(0)
         } else {
-            context[from..]
-                .find(&format!(", {key}: "))
+            finder
+                .find(&context.as_bytes()[from..])
                 .map(|i| from + i + 2)
         };
         if let Some(at) = at {
