@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod collect;
+pub mod diagnose;
 pub mod explain;
 pub mod findings;
 pub mod i18n;

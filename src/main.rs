@@ -17,12 +17,18 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The main job: collect every kind of evidence that applies and name the root causes, most
+    /// likely first, with evidence and fix.
+    Diagnose(cli::diagnose::DiagnoseArgs),
     /// Explain a pasted error-log line, error page or cause id: which product said it, what it
     /// means, what to check, how to fix it.
     Explain(cli::explain::ExplainArgs),
     /// Classify gateway and app-server logs: causes, 5xx over time, upstreams, paths, and
     /// what happened just before the errors began.
     Logs(cli::logs::LogsArgs),
+    /// The host's limits that turn into 502s (descriptors, ports, accept queues, memory, CPU,
+    /// disk, conntrack, OOM kills, failed units), and who listens where.
+    Host(cli::host::HostArgs),
     /// The fault lab: real nginx in front of a misbehaving upstream on loopback, one scenario per
     /// failure mode, to learn a failure or to check a monitoring setup.
     Lab(cli::lab::LabArgs),
@@ -31,7 +37,9 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
+        Command::Diagnose(d) => cli::diagnose::run(&args.common, d),
         Command::Explain(explain) => cli::explain::run(&args.common, explain),
+        Command::Host(host) => cli::host::run(&args.common, host),
         Command::Lab(lab) => cli::lab::run(&args.common, lab),
         Command::Logs(logs) => cli::logs::run(&args.common, logs),
     };

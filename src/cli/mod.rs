@@ -1,6 +1,8 @@
 //! One module per command: parse its arguments, run the pipeline, pick a renderer.
 
+pub mod diagnose;
 pub mod explain;
+pub mod host;
 pub mod lab;
 pub mod logs;
 

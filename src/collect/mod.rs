@@ -3,4 +3,5 @@
 //!
 //! - [`logs`]: log files of gateways and app servers, their line formats.
 
+pub mod host;
 pub mod logs;

@@ -117,29 +117,7 @@ pub fn run(scenario: &Scenario) -> anyhow::Result<RunReport> {
     let began = Instant::now();
     let mut started = start(scenario)?;
     let gateway_started = started.nginx.is_running();
-    let mut exchanges = Vec::new();
-    let mut sent = 0u16;
-    if gateway_started {
-        for step in started.plan.steps.clone() {
-            match step {
-                Step::Sequential(requests) => {
-                    for request in requests {
-                        exchanges.extend(send(&started, vec![request], &mut sent)?);
-                    }
-                }
-                Step::Parallel(requests) => exchanges.extend(send(&started, requests, &mut sent)?),
-                Step::Pause(d) => std::thread::sleep(d),
-                Step::Reload(parts) => reload(&started, &parts)?,
-            }
-        }
-    } else {
-        // The client's view of a gateway that is down.
-        for step in &started.plan.steps {
-            if let Step::Sequential(requests) | Step::Parallel(requests) = step {
-                exchanges.extend(send(&started, requests.clone(), &mut sent)?);
-            }
-        }
-    }
+    let exchanges = exercise(&mut started)?;
     // Let the processes flush what they log after answering (PHP-FPM logs a kill after it).
     std::thread::sleep(Duration::from_millis(300));
     let log_lines = classify_logs(&started);
@@ -147,7 +125,7 @@ pub fn run(scenario: &Scenario) -> anyhow::Result<RunReport> {
     let mut page_products: Vec<String> = Vec::new();
     for exchange in &exchanges {
         if let Outcome::Status { body, .. } = &exchange.outcome {
-            for m in db.match_page(body) {
+            for m in db.match_page(body.as_str()) {
                 if !page_products.contains(&m.signature.product) {
                     page_products.push(m.signature.product.clone());
                 }
@@ -175,6 +153,30 @@ pub fn run(scenario: &Scenario) -> anyhow::Result<RunReport> {
     };
     report.problems = check(&plan, &report);
     Ok(report)
+}
+
+/// Sends the scenario's script to its gateway (or, when the gateway did not start, shows what a
+/// client of the down gateway gets), and returns what came back.
+pub fn exercise(started: &mut Started) -> anyhow::Result<Vec<Exchange>> {
+    let mut exchanges = Vec::new();
+    let mut sent = 0u16;
+    let running = started.nginx.is_running();
+    for step in started.plan.steps.clone() {
+        match step {
+            Step::Sequential(requests) if running => {
+                for request in requests {
+                    exchanges.extend(send(started, vec![request], &mut sent)?);
+                }
+            }
+            Step::Sequential(requests) | Step::Parallel(requests) => {
+                exchanges.extend(send(started, requests, &mut sent)?)
+            }
+            Step::Pause(d) if running => std::thread::sleep(d),
+            Step::Reload(parts) if running => reload(started, &parts)?,
+            Step::Pause(_) | Step::Reload(_) => {}
+        }
+    }
+    Ok(exchanges)
 }
 
 fn send(

@@ -3,6 +3,7 @@
 //! - [`explain`]: the answer of `gwdoctor explain`, as text or JSON.
 //! - [`text`]: the pieces every text report is built of (wrapping, styles, the cause card).
 
+pub mod diagnose;
 pub mod explain;
 pub mod findings;
 pub mod logs;

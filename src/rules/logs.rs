@@ -9,6 +9,8 @@ use crate::findings::{Check, Evidence, Finding, Status};
 /// Causes whose lines come from the upstream's side (PHP-FPM, app servers, the kernel): the
 /// events that can explain a gateway's errors that follow them.
 const UPSTREAM_SIDE: &[&str] = &[
+    "protocol-mismatch",
+    "upstream-request-header-too-big",
     "fpm-max-children",
     "fpm-execution-timeout",
     "app-worker-timeout",
@@ -75,6 +77,18 @@ pub fn judge(result: &ScanResult) -> LogVerdict {
         if c.kinds.len() > 1 {
             confidence += 0.1;
         }
+        // The upstream's own account (PHP-FPM, an app server, the kernel) is closer to the cause
+        // than the gateway's view of its effect.
+        if c.kinds
+            .iter()
+            .any(|k| !matches!(*k, "nginx-error" | "apache-error"))
+        {
+            confidence += 0.15;
+        }
+        // Symptoms that a signature can name but that need the counts to prove.
+        if matches!(id, "partial-backend-failure" | "overload") {
+            confidence *= 0.7;
+        }
         // Old news counts less: a cause whose last line is an hour before the newest line.
         if let (Some(last), Some(newest)) = (c.last, last_time) {
             if newest - last > 3600 {
@@ -110,14 +124,48 @@ pub fn judge(result: &ScanResult) -> LogVerdict {
         evidence.push(Evidence::new(source_of(&c.kinds), "count", summary));
         let mut finding = Finding::new(id, confidence.min(0.95), evidence);
         if id == "no-live-upstreams" {
-            // A consequence: the servers were marked down after earlier failures.
-            finding.confidence = (finding.confidence * 0.5).min(0.45);
-            finding = finding.confirm("nginx marks servers down after max_fails failures: the failures before the first 'no live upstreams' line are the cause");
+            // What the clients got is certain; why the servers were marked down is what the
+            // failures before it say, named beside it.
+            let underneath: Vec<String> = tally
+                .causes
+                .iter()
+                .filter(|(other, o)| {
+                    **other != id && o.primary > 0 && o.kinds.contains(&"nginx-error")
+                })
+                .map(|(other, o)| format!("{other} ({} lines)", o.primary))
+                .collect();
+            if !underneath.is_empty() {
+                finding.confidence = 0.95;
+                finding.evidence.push(Evidence::new(
+                    "error-log",
+                    "underneath",
+                    format!(
+                        "the servers were marked down after: {}",
+                        underneath.join(", ")
+                    ),
+                ));
+            }
+            finding = finding.confirm("nginx marks servers down after max_fails failures: the failures before the first 'no live upstreams' line are why");
         }
         findings.push(finding);
     }
     if let Some(partial) = partial_backend(result) {
         findings.push(partial);
+    }
+    let a = &tally.access;
+    if a.same_server_retries > 0 {
+        findings.push(Finding::new(
+            "keepalive-race",
+            0.92,
+            vec![Evidence::new(
+                "access-log",
+                "upstream_status",
+                format!(
+                    "{} requests failed on a server and were answered by the same server on retry (stale keep-alive connections); non-idempotent requests (POST) are not retried and get 502",
+                    a.same_server_retries
+                ),
+            )],
+        ));
     }
     verdict.findings = crate::findings::rank(findings);
     verdict.correlation = correlate(result);
@@ -139,12 +187,26 @@ fn partial_backend(result: &ScanResult) -> Option<Finding> {
         .filter(|(a, _)| *a != addr)
         .fold((0, 0), |acc, (_, u)| (acc.0 + u.errors, acc.1 + u.attempts));
     let others_rate = others.0 as f64 / others.1.max(1) as f64;
-    if total_errors < 3 || worst_rate < 0.2 || worst_rate < others_rate * 5.0 {
+    // nginx takes a failing server out for fail_timeout after max_fails, so even one failure
+    // against several answers from the others counts.
+    let others_answered = others.1 - others.0;
+    if total_errors == 0
+        || worst_rate < 0.2
+        || worst_rate < others_rate * 5.0
+        || others_answered < 2
+    {
         return None;
     }
+    // [::1]:P failing while IPv4 on the same port answers is the address-family problem.
+    let port = |a: &str| a.rsplit(':').next().map(str::to_string);
+    if addr.starts_with("[::1]:") && upstreams.keys().any(|k| k != addr && port(k) == port(addr)) {
+        return None;
+    }
+    // Errors on one server while the others answer: the pool's problem is that server, whatever
+    // its failure is (which the error log names).
     Some(Finding::new(
         "partial-backend-failure",
-        0.8,
+        0.93,
         vec![Evidence::new(
             "access-log",
             format!("upstream {addr}"),

@@ -4,4 +4,6 @@
 //! - [`logs`]: what the logs prove: causes by count and recency, hidden retries, one failing
 //!   upstream among several, the event that came just before the errors began.
 
+pub mod diagnose;
+pub mod host;
 pub mod logs;

@@ -701,6 +701,17 @@ fn count_request(
         let failed_try = tries.iter().any(|t| t.status.is_some_and(|s| s >= 500));
         if failed_try && !error {
             a.hidden_retries += 1;
+            // The same server failed and then answered: its connection was stale (a reused
+            // keep-alive connection it had closed), not the server.
+            let last = tries.last().map(|t| t.addr);
+            if tries
+                .iter()
+                .rev()
+                .skip(1)
+                .any(|t| Some(t.addr) == last && t.status.is_some_and(|s| s >= 500))
+            {
+                a.same_server_retries += 1;
+            }
         }
         for attempt in tries {
             let key = String::from_utf8_lossy(attempt.addr);
@@ -712,6 +723,9 @@ fn count_request(
             u.errors += u64::from(attempt.status.is_some_and(|s| s >= 500));
             if let Some(seconds) = attempt.seconds {
                 u.times.record(seconds);
+                if attempt.status == Some(504) {
+                    u.timeout_seconds = u.timeout_seconds.max(seconds);
+                }
             }
         }
     }

@@ -146,6 +146,8 @@ pub struct UpstreamTally {
     /// Attempts that ended with a 5xx (or no status: nginx logs `-`… for a failed connect, 502).
     pub errors: u64,
     pub times: Histogram,
+    /// The longest attempt that ended in a 504: about the gateway's read timeout.
+    pub timeout_seconds: f64,
 }
 
 /// The access-log side.
@@ -160,6 +162,9 @@ pub struct AccessTally {
     /// Requests where an upstream failed and nginx's retry on another one answered: the error
     /// log shows a failure the client never saw.
     pub hidden_retries: u64,
+    /// Of those, the retries where the same server failed and then answered (stale keep-alive
+    /// connections).
+    pub same_server_retries: u64,
     pub first_5xx: Option<(i64, LineRef)>,
     pub last_5xx: Option<i64>,
     /// Requests answered as HTTP/0.9 (`009`): the upstream sent no status line.
@@ -318,6 +323,7 @@ impl Tally {
         let b = other.access;
         a.requests += b.requests;
         a.hidden_retries += b.hidden_retries;
+        a.same_server_retries += b.same_server_retries;
         a.http09 += b.http09;
         for (s, n) in b.statuses {
             *a.statuses.entry(s).or_default() += n;
@@ -332,6 +338,7 @@ impl Tally {
             mine.attempts += t.attempts;
             mine.errors += t.errors;
             mine.times.merge(t.times);
+            mine.timeout_seconds = mine.timeout_seconds.max(t.timeout_seconds);
         }
         for (p, n) in b.paths_5xx {
             *a.paths_5xx.entry(p).or_default() += n;

@@ -1,0 +1,170 @@
+//! `diagnose` on every lab scenario: the scenario's cause must be the first finding, and the
+//! healthy control must report none. Each scenario runs a real nginx (and PHP-FPM, gunicorn,
+//! uWSGI where the failure is theirs); diagnose reads its logs, its configuration and the host.
+
+use gwdoctor::diagnose::{diagnose, DiagnoseOptions, Diagnosis};
+use gwdoctor::lab::nginx::LAB_LOG_FORMAT;
+use gwdoctor::lab::runner;
+use gwdoctor::lab::scenarios;
+use std::time::Duration;
+
+/// Runs a scenario, then diagnoses it while its processes still run.
+pub fn diagnose_scenario(name: &str) -> Option<Diagnosis> {
+    let scenario = scenarios::find(name).unwrap_or_else(|| panic!("no scenario {name}"));
+    if let Some(why) = runner::skip_reason(&scenario) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} cannot run in CI: {why}"
+        );
+        eprintln!("skipped {name}: {why}");
+        return None;
+    }
+    let mut started = runner::start(&scenario).unwrap();
+    runner::exercise(&mut started).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let options = DiagnoseOptions {
+        url: None,
+        nginx_configs: vec![started.nginx.conf.clone()],
+        error_logs: vec![started.nginx.error_log.clone()],
+        access_logs: vec![started.nginx.access_log.clone()],
+        other_logs: started
+            .bench
+            .upstream_logs()
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect(),
+        log_formats: vec![LAB_LOG_FORMAT.to_string()],
+        budget: Duration::from_secs(10),
+        no_host: false,
+    };
+    if std::env::var_os("GWDEBUG").is_some() {
+        eprintln!(
+            "{}",
+            std::fs::read_to_string(&started.nginx.access_log).unwrap_or_default()
+        );
+    }
+    let d = diagnose(&options);
+    let runner::Started { bench, nginx, .. } = started;
+    nginx.stop();
+    bench.shutdown();
+    Some(d.unwrap_or_else(|e| panic!("{name}: {e}")))
+}
+
+fn check(name: &str) {
+    let Some(d) = diagnose_scenario(name) else {
+        return;
+    };
+    let cause = scenarios::find(name).unwrap().cause;
+    let found: Vec<String> = d
+        .findings
+        .iter()
+        .map(|f| format!("{} {:.2}", f.cause, f.confidence))
+        .collect();
+    if cause == "none" {
+        let gateway: Vec<&String> = found.iter().filter(|f| !f.starts_with("host-")).collect();
+        assert!(
+            gateway.is_empty(),
+            "{name}: healthy control has findings {found:?}"
+        );
+    } else {
+        assert_eq!(
+            d.findings.first().map(|f| f.cause.as_str()),
+            Some(cause),
+            "{name}: findings {found:?}"
+        );
+    }
+}
+
+macro_rules! diagnose_tests {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        $( #[test] fn $test() { check($name); } )*
+
+        #[test]
+        fn every_scenario_is_diagnosed() {
+            let tested = [$($name),*];
+            for s in scenarios::all() {
+                assert!(tested.contains(&s.name), "scenario {} has no diagnose test", s.name);
+            }
+        }
+    };
+}
+
+diagnose_tests! {
+    healthy => "healthy",
+    refused => "refused",
+    port_mismatch => "port-mismatch",
+    listens_localhost => "listens-localhost",
+    address_family => "address-family",
+    read_timeout => "read-timeout",
+    timeout_too_short => "timeout-too-short",
+    connect_timeout => "connect-timeout",
+    firewall_reject => "firewall-reject",
+    unreachable => "unreachable",
+    container_loopback => "container-loopback",
+    ephemeral_ports => "ephemeral-ports",
+    dns_nxdomain_upstream => "dns-nxdomain-upstream",
+    dns_timeout_upstream => "dns-timeout-upstream",
+    no_resolver => "no-resolver",
+    no_live_upstreams => "no-live-upstreams",
+    reset => "reset",
+    premature_close => "premature-close",
+    keepalive_race => "keepalive-race",
+    http_to_tls_port => "http-to-tls-port",
+    https_to_plain_port => "https-to-plain-port",
+    fastcgi_to_http => "fastcgi-to-http",
+    grpc_to_http1 => "grpc-to-http1",
+    http_to_uwsgi => "http-to-uwsgi",
+    uwsgi_big_headers => "uwsgi-big-headers",
+    invalid_header => "invalid-header",
+    garbage => "garbage",
+    invalid_chunked => "invalid-chunked",
+    header_too_big => "header-too-big",
+    tls_expired => "tls-expired",
+    tls_self_signed => "tls-self-signed",
+    tls_wrong_name => "tls-wrong-name",
+    tls_no_sni => "tls-no-sni",
+    passthrough_502 => "passthrough-502",
+    crash => "crash",
+    partial_backend => "partial-backend",
+    backlog_full => "backlog-full",
+    worker_connections => "worker-connections",
+    gateway_port_taken => "gateway-port-taken",
+    reload_failed => "reload-failed",
+    fpm_socket_missing => "fpm-socket-missing",
+    fpm_socket_permission => "fpm-socket-permission",
+    fpm_max_children => "fpm-max-children",
+    fpm_terminate => "fpm-terminate",
+    gunicorn_timeout => "gunicorn-timeout",
+}
+
+#[test]
+fn reports_render_in_every_format() {
+    let Some(d) = diagnose_scenario("refused") else {
+        return;
+    };
+    use gwdoctor::i18n::Lang;
+    use gwdoctor::report::diagnose as r;
+    let json = r::json(&d, Lang::En);
+    assert_eq!(json["healthy"], false);
+    assert_eq!(json["findings"][0]["cause"], "upstream-refused");
+    assert!(json["findings"][0]["evidence"][0]["location"]
+        .as_str()
+        .unwrap()
+        .contains("error.log:"));
+    assert!(json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["status"] == "pass"));
+    let html = r::html(&d, Lang::Zh);
+    assert!(
+        html.contains("<svg") && html.contains("hop failing") && html.contains("upstream-refused")
+    );
+    assert!(
+        !html.contains("http://") || !html.contains("<script src"),
+        "no external assets"
+    );
+    let md = r::markdown(&d, Lang::En);
+    assert!(md.starts_with("# gwdoctor diagnosis") && md.contains("`upstream-refused`"));
+    assert!(r::text(&d, Lang::Zh).contains("最可能的原因"));
+}
