@@ -5,6 +5,8 @@
 //! A scenario whose needs this machine lacks (no root for namespaces, no php-fpm) says so and is
 //! skipped; `.ci/run` installs everything, so CI runs them all.
 
+mod common;
+
 use gwdoctor::lab::runner::{self, RunReport};
 use gwdoctor::lab::scenarios;
 use std::net::TcpStream;
@@ -90,53 +92,7 @@ macro_rules! scenario_tests {
     };
 }
 
-scenario_tests! {
-    healthy => "healthy",
-    refused => "refused",
-    port_mismatch => "port-mismatch",
-    listens_localhost => "listens-localhost",
-    address_family => "address-family",
-    read_timeout => "read-timeout",
-    timeout_too_short => "timeout-too-short",
-    connect_timeout => "connect-timeout",
-    firewall_reject => "firewall-reject",
-    unreachable => "unreachable",
-    container_loopback => "container-loopback",
-    ephemeral_ports => "ephemeral-ports",
-    dns_nxdomain_upstream => "dns-nxdomain-upstream",
-    dns_timeout_upstream => "dns-timeout-upstream",
-    no_resolver => "no-resolver",
-    no_live_upstreams => "no-live-upstreams",
-    reset => "reset",
-    premature_close => "premature-close",
-    keepalive_race => "keepalive-race",
-    http_to_tls_port => "http-to-tls-port",
-    https_to_plain_port => "https-to-plain-port",
-    fastcgi_to_http => "fastcgi-to-http",
-    grpc_to_http1 => "grpc-to-http1",
-    http_to_uwsgi => "http-to-uwsgi",
-    uwsgi_big_headers => "uwsgi-big-headers",
-    invalid_header => "invalid-header",
-    garbage => "garbage",
-    invalid_chunked => "invalid-chunked",
-    header_too_big => "header-too-big",
-    tls_expired => "tls-expired",
-    tls_self_signed => "tls-self-signed",
-    tls_wrong_name => "tls-wrong-name",
-    tls_no_sni => "tls-no-sni",
-    passthrough_502 => "passthrough-502",
-    crash => "crash",
-    partial_backend => "partial-backend",
-    backlog_full => "backlog-full",
-    worker_connections => "worker-connections",
-    gateway_port_taken => "gateway-port-taken",
-    reload_failed => "reload-failed",
-    fpm_socket_missing => "fpm-socket-missing",
-    fpm_socket_permission => "fpm-socket-permission",
-    fpm_max_children => "fpm-max-children",
-    fpm_terminate => "fpm-terminate",
-    gunicorn_timeout => "gunicorn-timeout",
-}
+with_scenarios!(scenario_tests);
 
 #[test]
 fn lab_list_and_run_work_from_the_command_line() {
