@@ -75,6 +75,22 @@ pub fn diagnose(options: &DiagnoseOptions) -> Result<Diagnosis, DiagnoseError> {
         })
     });
 
+    // The probe of the URL runs on its own thread too, within the budget.
+    let probe_thread = match &options.url {
+        Some(url) => {
+            let target = crate::collect::probe::ProbeTarget::parse(url)
+                .map_err(|e| DiagnoseError(format!("{url}: {e}")))?;
+            let probe_options = crate::collect::probe::ProbeOptions {
+                timeout: options.budget.mul_f64(0.8),
+                ..Default::default()
+            };
+            Some(std::thread::spawn(move || {
+                crate::collect::probe::probe_blocking(&target, &probe_options)
+            }))
+        }
+        None => None,
+    };
+
     // Logs: the ones named, and the ones the configuration names.
     let mut log_paths: Vec<String> = Vec::new();
     for p in options
@@ -131,6 +147,38 @@ pub fn diagnose(options: &DiagnoseOptions) -> Result<Diagnosis, DiagnoseError> {
         diagnosis.error_log_read =
             !options.error_logs.is_empty() || result.files.iter().any(|f| f.kind == "nginx-error");
         diagnosis.logs = Some(result);
+    }
+
+    match probe_thread.map(|t| t.join()) {
+        Some(Ok(Ok(report))) => {
+            let (probe_findings, probe_checks) = rules::probe::findings(&report);
+            // With logs at hand, the page's guesses yield to what the logs prove.
+            let logs_named = diagnosis
+                .logs
+                .as_ref()
+                .is_some_and(|r| r.tally.causes.values().any(|c| c.primary > 0));
+            findings.extend(probe_findings.into_iter().map(|mut f| {
+                if logs_named {
+                    f.confidence *= 0.7;
+                }
+                f
+            }));
+            diagnosis.checks.extend(probe_checks);
+        }
+        Some(Ok(Err(e))) => diagnosis.checks.push(Check::new(
+            "probe",
+            Status::Fail,
+            format!("the probe could not run: {e}"),
+            0,
+        )),
+        Some(Err(_)) => {
+            diagnosis
+                .checks
+                .push(Check::new("probe", Status::Fail, "the probe failed", 0))
+        }
+        None => diagnosis
+            .checks
+            .push(Check::new("probe", Status::Skip, "no URL given", 0)),
     }
 
     match host_thread.map(|t| t.join()) {

@@ -29,6 +29,9 @@ enum Command {
     /// The host's limits that turn into 502s (descriptors, ports, accept queues, memory, CPU,
     /// disk, conntrack, OOM kills, failed units), and who listens where.
     Host(cli::host::HostArgs),
+    /// Probe a URL from the user's side: DNS, TCP, TLS and HTTP with phase timings, repeated;
+    /// which hop produced an error page.
+    Probe(cli::probe::ProbeArgs),
     /// The fault lab: real nginx in front of a misbehaving upstream on loopback, one scenario per
     /// failure mode, to learn a failure or to check a monitoring setup.
     Lab(cli::lab::LabArgs),
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Diagnose(d) => cli::diagnose::run(&args.common, d),
         Command::Explain(explain) => cli::explain::run(&args.common, explain),
         Command::Host(host) => cli::host::run(&args.common, host),
+        Command::Probe(probe) => cli::probe::run(&args.common, probe),
         Command::Lab(lab) => cli::lab::run(&args.common, lab),
         Command::Logs(logs) => cli::logs::run(&args.common, logs),
     };

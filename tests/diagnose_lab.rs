@@ -25,7 +25,8 @@ pub fn diagnose_scenario(name: &str) -> Option<Diagnosis> {
     runner::exercise(&mut started).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let options = DiagnoseOptions {
-        url: None,
+        url: Some(format!("http://{}/", started.gateway))
+            .filter(|_| !started.plan.gateway_in_netns),
         nginx_configs: vec![started.nginx.conf.clone()],
         error_logs: vec![started.nginx.error_log.clone()],
         access_logs: vec![started.nginx.access_log.clone()],

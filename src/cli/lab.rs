@@ -152,7 +152,14 @@ fn up(common: &Common, scenario: &Scenario) -> Result<u8, Failure> {
         started.nginx.pid()
     );
     common.print(&out)?;
-    let waited = started.bench.runtime().block_on(tokio::signal::ctrl_c());
+    // Ctrl-C or SIGTERM (a service manager, `timeout`): either way everything is cleaned up.
+    let waited = started.bench.runtime().block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    });
     let runner::Started { bench, nginx, .. } = started;
     nginx.stop();
     bench.shutdown();

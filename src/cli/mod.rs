@@ -5,6 +5,7 @@ pub mod explain;
 pub mod host;
 pub mod lab;
 pub mod logs;
+pub mod probe;
 
 use gwdoctor::i18n::Lang;
 use gwdoctor::report::Format;

@@ -5,3 +5,4 @@
 
 pub mod host;
 pub mod logs;
+pub mod probe;

@@ -7,3 +7,4 @@
 pub mod diagnose;
 pub mod host;
 pub mod logs;
+pub mod probe;
