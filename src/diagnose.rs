@@ -102,6 +102,16 @@ pub fn diagnose(options: &DiagnoseOptions) -> Result<Diagnosis, DiagnoseError> {
         log_paths.push(p.display().to_string());
     }
     let mut formats = Vec::new();
+    for config in &options.nginx_configs {
+        let text = std::fs::read_to_string(config)
+            .map_err(|e| DiagnoseError(format!("{}: cannot read: {e}", config.display())))?;
+        for (name, format) in log_formats_in(&text) {
+            formats.push(
+                LogFormat::compile(&name, &format)
+                    .map_err(|e| DiagnoseError(format!("{}: {e}", config.display())))?,
+            );
+        }
+    }
     for (i, f) in options.log_formats.iter().enumerate() {
         formats.push(
             LogFormat::compile(&format!("format {}", i + 1), f)
@@ -292,4 +302,70 @@ fn time_slow_upstreams(result: &ScanResult, budget: Duration) -> (Vec<Finding>, 
         }
     }
     (findings, checks)
+}
+
+/// The `log_format NAME 'part' 'part' …;` directives of an nginx configuration file, with their
+/// quoted parts joined as nginx joins them. Only this file: includes are the config parser's job.
+pub fn log_formats_in(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("log_format") {
+        let before_ok = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || c == ';' || c == '{');
+        rest = &rest[at + "log_format".len()..];
+        if !before_ok || !rest.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let Some(end) = rest.find(';') else { break };
+        let statement = &rest[..end];
+        rest = &rest[end + 1..];
+        let mut words = statement.split_whitespace();
+        let Some(name) = words.next() else { continue };
+        let mut format = String::new();
+        let mut quote: Option<char> = None;
+        let mut after_name =
+            statement[statement.find(name).map_or(0, |i| i + name.len())..].trim_start();
+        // `escape=json|default|none` stands between the name and the format.
+        if after_name.starts_with("escape=") {
+            after_name = after_name
+                .split_once(char::is_whitespace)
+                .map_or("", |(_, rest)| rest);
+        }
+        for c in after_name.chars() {
+            match (quote, c) {
+                (None, '\'' | '"') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => format.push(c),
+                (None, c) if !c.is_whitespace() => format.push(c),
+                _ => {}
+            }
+        }
+        if !format.is_empty() && !name.starts_with("escape=") {
+            out.push((name.to_string(), format));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_formats_in;
+
+    #[test]
+    fn log_formats_are_read_from_a_config_file() {
+        let conf = "http {\n  log_format main '$remote_addr - $remote_user [$time_local] \"$request\" '\n                  '$status $body_bytes_sent';\n  # access_log_format is not one\n  log_format json escape=json '{\"s\":\"$status\"}';\n}\n";
+        let formats = log_formats_in(conf);
+        assert_eq!(formats[0].0, "main");
+        assert_eq!(
+            formats[0].1,
+            "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent"
+        );
+        assert_eq!(formats.len(), 2);
+        assert_eq!(
+            formats[1],
+            ("json".to_string(), "{\"s\":\"$status\"}".to_string())
+        );
+    }
 }
