@@ -24,3 +24,4 @@ pub mod lab;
 pub mod redact;
 pub mod report;
 pub mod rules;
+pub mod watch;

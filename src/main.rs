@@ -32,6 +32,9 @@ enum Command {
     /// Probe a URL from the user's side: DNS, TCP, TLS and HTTP with phase timings, repeated;
     /// which hop produced an error page.
     Probe(cli::probe::ProbeArgs),
+    /// Keep watching: probe URLs, follow the logs through rotation, serve a status page and
+    /// Prometheus metrics, and alert through webhooks with the diagnosis attached.
+    Watch(cli::watch::WatchArgs),
     /// The fault lab: real nginx in front of a misbehaving upstream on loopback, one scenario per
     /// failure mode, to learn a failure or to check a monitoring setup.
     Lab(cli::lab::LabArgs),
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Explain(explain) => cli::explain::run(&args.common, explain),
         Command::Host(host) => cli::host::run(&args.common, host),
         Command::Probe(probe) => cli::probe::run(&args.common, probe),
+        Command::Watch(watch) => cli::watch::run(&args.common, watch),
         Command::Lab(lab) => cli::lab::run(&args.common, lab),
         Command::Logs(logs) => cli::logs::run(&args.common, logs),
     };

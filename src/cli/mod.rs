@@ -6,6 +6,7 @@ pub mod host;
 pub mod lab;
 pub mod logs;
 pub mod probe;
+pub mod watch;
 
 use gwdoctor::i18n::Lang;
 use gwdoctor::report::Format;

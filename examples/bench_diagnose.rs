@@ -1,0 +1,63 @@
+//! Times `diagnose` on every lab scenario: the scenario is started and its requests sent first
+//! (their deliberate waits are not counted), then only the diagnosis is timed.
+//! Run: `cargo run --release --example bench_diagnose` (as root, with nginx, php-fpm, gunicorn,
+//! uwsgi installed, as for the tests).
+
+use gwdoctor::diagnose::{diagnose, DiagnoseOptions};
+use gwdoctor::lab::nginx::LAB_LOG_FORMAT;
+use gwdoctor::lab::{runner, scenarios};
+use std::time::{Duration, Instant};
+
+fn main() -> anyhow::Result<()> {
+    let mut times = Vec::new();
+    println!("{:<24} {:>9}  first finding", "scenario", "diagnose");
+    for scenario in scenarios::all() {
+        if let Some(why) = runner::skip_reason(&scenario) {
+            println!("{:<24} skipped: {why}", scenario.name);
+            continue;
+        }
+        let mut started = runner::start(&scenario)?;
+        runner::exercise(&mut started)?;
+        std::thread::sleep(Duration::from_millis(300));
+        let options = DiagnoseOptions {
+            url: Some(format!("http://{}/", started.gateway))
+                .filter(|_| !started.plan.gateway_in_netns),
+            nginx_configs: vec![started.nginx.conf.clone()],
+            error_logs: vec![started.nginx.error_log.clone()],
+            access_logs: vec![started.nginx.access_log.clone()],
+            other_logs: started
+                .bench
+                .upstream_logs()
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect(),
+            log_formats: vec![LAB_LOG_FORMAT.to_string()],
+            budget: Duration::from_secs(10),
+            no_host: false,
+        };
+        let begin = Instant::now();
+        let d = diagnose(&options)?;
+        let took = begin.elapsed();
+        times.push(took.as_secs_f64());
+        println!(
+            "{:<24} {:>7.0}ms  {}",
+            scenario.name,
+            took.as_secs_f64() * 1000.0,
+            d.findings.first().map_or("none", |f| f.cause.as_str())
+        );
+        let runner::Started { bench, nginx, .. } = started;
+        nginx.stop();
+        bench.shutdown();
+    }
+    times.sort_by(f64::total_cmp);
+    if !times.is_empty() {
+        let median = times[times.len() / 2];
+        println!(
+            "{} scenarios: median {:.0} ms, max {:.0} ms (includes the host's two samples, ~200 ms apart)",
+            times.len(),
+            median * 1000.0,
+            times[times.len() - 1] * 1000.0
+        );
+    }
+    Ok(())
+}
