@@ -17,6 +17,9 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Parse the gateway's configuration (nginx, PHP-FPM), list every upstream target, check
+    /// them statically and live.
+    Config(cli::config::ConfigArgs),
     /// The main job: collect every kind of evidence that applies and name the root causes, most
     /// likely first, with evidence and fix.
     Diagnose(cli::diagnose::DiagnoseArgs),
@@ -43,6 +46,7 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
+        Command::Config(config) => cli::config::run(&args.common, config),
         Command::Diagnose(d) => cli::diagnose::run(&args.common, d),
         Command::Explain(explain) => cli::explain::run(&args.common, explain),
         Command::Host(host) => cli::host::run(&args.common, host),

@@ -56,6 +56,11 @@ pub fn run(common: &Common, args: DiagnoseArgs) -> Result<u8, Failure> {
         Format::Json => format!("{:#}\n", report::diagnose::json(&d, lang)),
         Format::Markdown => report::diagnose::markdown(&d, lang),
         Format::Html => report::diagnose::html(&d, lang),
+        Format::Crossplane => {
+            return Err(Failure::Usage(
+                "diagnose: --format crossplane is for `gwdoctor config`".into(),
+            ))
+        }
     };
     common.print(&rendered)?;
     Ok(if d.healthy() { 0 } else { 1 })

@@ -43,7 +43,7 @@ pub fn run(common: &Common, args: ExplainArgs) -> Result<u8, Failure> {
             s
         }
         Format::Text => report::explain::text(&explanation, lang),
-        Format::Markdown | Format::Html => {
+        Format::Markdown | Format::Html | Format::Crossplane => {
             return Err(Failure::Usage(
                 "explain: --format takes text or json".into(),
             ));

@@ -91,7 +91,7 @@ pub fn run(common: &Common, args: HostArgs) -> Result<u8, Failure> {
             s
         }
         Format::Text => text(&snapshot, &found, &checks, lang),
-        Format::Markdown | Format::Html => {
+        Format::Markdown | Format::Html | Format::Crossplane => {
             return Err(Failure::Usage("host: --format takes text or json".into()));
         }
     };

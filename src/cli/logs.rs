@@ -114,7 +114,7 @@ pub fn run(common: &Common, args: LogsArgs) -> Result<u8, Failure> {
         Format::Json => format!("{:#}\n", json(&view)),
         Format::Markdown => markdown(&view),
         Format::Text => text(&view),
-        Format::Html => {
+        Format::Html | Format::Crossplane => {
             return Err(Failure::Usage(
                 "logs: --format takes text, json or markdown".into(),
             ))

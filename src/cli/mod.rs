@@ -1,5 +1,6 @@
 //! One module per command: parse its arguments, run the pipeline, pick a renderer.
 
+pub mod config;
 pub mod diagnose;
 pub mod explain;
 pub mod host;

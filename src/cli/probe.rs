@@ -160,7 +160,10 @@ pub fn options(args: &ProbeArgs) -> Result<(ProbeTarget, ProbeOptions), Failure>
 }
 
 pub fn run(common: &Common, args: ProbeArgs) -> Result<u8, Failure> {
-    if matches!(common.format, Format::Markdown | Format::Html) {
+    if matches!(
+        common.format,
+        Format::Markdown | Format::Html | Format::Crossplane
+    ) {
         return Err(Failure::Usage("probe: --format takes text or json".into()));
     }
     let (target, options) = options(&args)?;

@@ -3,6 +3,7 @@
 //!
 //! - [`logs`]: log files of gateways and app servers, their line formats.
 
+pub mod config;
 pub mod host;
 pub mod logs;
 pub mod probe;

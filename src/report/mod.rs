@@ -16,4 +16,6 @@ pub enum Format {
     Json,
     Markdown,
     Html,
+    /// crossplane's JSON (`gwdoctor config` only).
+    Crossplane,
 }

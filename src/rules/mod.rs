@@ -4,6 +4,7 @@
 //! - [`logs`]: what the logs prove: causes by count and recency, hidden retries, one failing
 //!   upstream among several, the event that came just before the errors began.
 
+pub mod config;
 pub mod diagnose;
 pub mod host;
 pub mod logs;

@@ -1,0 +1,1403 @@
+//! What the configuration means: servers, locations, upstream groups, and every target nginx
+//! passes requests to, with the settings that apply there.
+//!
+//! [`build`] walks the parsed files from the main file the way nginx reads them: each `include`
+//! is expanded where it appears (a snippet included from three servers is read three times, in
+//! each context), each directive is checked against the table of known directives for that
+//! context ([`Issue`]), and each `*_pass` becomes a [`Target`] whose [`Settings`] follow nginx's
+//! inheritance: a directive set in a location wins over the server's, which wins over http's,
+//! wherever in the block it is written; array directives such as `proxy_set_header` are
+//! inherited only by a level that sets none of its own.
+
+use super::directives::{self, mask, Origin};
+use super::parser::{unescape, Config, FileId, Stmt};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// A place in the configuration: a file of [`Config::files`] and a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Loc {
+    pub file: FileId,
+    pub line: u32,
+}
+
+/// Where a request goes: a TCP host and port, or a unix socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Address {
+    Tcp { host: String, port: Option<u16> },
+    Unix { path: String },
+}
+
+impl Address {
+    /// Parses `host:port`, `[v6]:port`, `host`, `port` or `unix:/path` (a trailing `:` after
+    /// the socket path, as in `http://unix:/s.sock:/uri`, is dropped).
+    pub fn parse(s: &str) -> Option<Address> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            let path = path.strip_suffix(':').unwrap_or(path);
+            return (!path.is_empty()).then(|| Address::Unix {
+                path: path.to_string(),
+            });
+        }
+        if s.is_empty() {
+            return None;
+        }
+        if let Some(rest) = s.strip_prefix('[') {
+            let (host, after) = rest.split_once(']')?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p.parse().ok()?),
+                None if after.is_empty() => None,
+                None => return None,
+            };
+            return Some(Address::Tcp {
+                host: host.to_string(),
+                port,
+            });
+        }
+        if let Ok(port) = s.parse::<u16>() {
+            return Some(Address::Tcp {
+                host: "*".into(),
+                port: Some(port),
+            });
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => Some(Address::Tcp {
+                host: host.to_string(),
+                port: Some(port.parse().ok()?),
+            }),
+            Some(_) => s.parse::<IpAddr>().ok().map(|_| Address::Tcp {
+                host: s.to_string(),
+                port: None,
+            }),
+            None => Some(Address::Tcp {
+                host: s.to_string(),
+                port: None,
+            }),
+        }
+    }
+
+    pub fn host_is_ip(&self) -> bool {
+        matches!(self, Address::Tcp { host, .. } if host.parse::<IpAddr>().is_ok() || host == "*")
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Unix { path } => write!(f, "unix:{path}"),
+            Address::Tcp {
+                host,
+                port: Some(p),
+            } if host.contains(':') => write!(f, "[{host}]:{p}"),
+            Address::Tcp {
+                host,
+                port: Some(p),
+            } => write!(f, "{host}:{p}"),
+            Address::Tcp { host, port: None } => write!(f, "{host}"),
+        }
+    }
+}
+
+/// One setting as it applies at a target: its value and where it was set (`None`: nginx's
+/// default).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Setting {
+    pub value: String,
+    pub at: Option<Loc>,
+}
+
+impl Setting {
+    fn default(value: &str) -> Setting {
+        Setting {
+            value: value.to_string(),
+            at: None,
+        }
+    }
+
+    /// The value as a duration in milliseconds (nginx's time syntax).
+    pub fn ms(&self) -> Option<u64> {
+        parse_msec(&self.value)
+    }
+
+    /// The value as a size in bytes (nginx's size syntax).
+    pub fn bytes(&self) -> Option<u64> {
+        parse_size(&self.value)
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.value.eq_ignore_ascii_case("on")
+    }
+}
+
+/// The settings that decide how a target is talked to, as nginx applies them there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    pub connect_timeout: Setting,
+    pub send_timeout: Setting,
+    pub read_timeout: Setting,
+    pub buffer_size: Option<Setting>,
+    pub buffers: Option<Setting>,
+    pub buffering: Option<Setting>,
+    pub next_upstream: Option<Setting>,
+    /// `proxy_http_version` (proxy only).
+    pub http_version: Option<Setting>,
+    /// The `Connection` header nginx sends upstream (`proxy_set_header Connection …`); `None`
+    /// when not set, so nginx sends `Connection: close`.
+    pub connection_header: Option<Setting>,
+    /// The `Host` header (`proxy_set_header Host …`), when set.
+    pub host_header: Option<Setting>,
+    /// `fastcgi_keep_conn` (FastCGI only).
+    pub keep_conn: Option<Setting>,
+    pub ssl_server_name: Option<Setting>,
+    pub ssl_name: Option<Setting>,
+    pub ssl_verify: Option<Setting>,
+    pub ssl_trusted_certificate: Option<Setting>,
+    pub ssl_protocols: Option<Setting>,
+    /// `resolver` addresses (and parameters) in scope, if any.
+    pub resolver: Option<Setting>,
+    pub resolver_timeout: Setting,
+}
+
+/// Which `*_pass` directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PassKind {
+    Proxy,
+    Fastcgi,
+    Uwsgi,
+    Grpc,
+    Scgi,
+    Memcached,
+    /// `proxy_pass` in a `stream` server: plain TCP (or TLS with `proxy_ssl on`).
+    Stream,
+}
+
+impl PassKind {
+    pub fn directive(self) -> &'static str {
+        match self {
+            PassKind::Proxy | PassKind::Stream => "proxy_pass",
+            PassKind::Fastcgi => "fastcgi_pass",
+            PassKind::Uwsgi => "uwsgi_pass",
+            PassKind::Grpc => "grpc_pass",
+            PassKind::Scgi => "scgi_pass",
+            PassKind::Memcached => "memcached_pass",
+        }
+    }
+}
+
+/// Where a target sends requests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Dest {
+    /// A fixed address (a name here is resolved when nginx starts, unless [`Target::runtime`]).
+    Address { address: Address },
+    /// An `upstream` group, by index into [`Model::upstreams`].
+    Group { name: String, index: usize },
+    /// The host part holds variables: resolved per request. `candidates` are the values the
+    /// configuration can give it (`set`, `map`), when it says.
+    Variable {
+        expr: String,
+        candidates: Vec<String>,
+    },
+}
+
+/// One `*_pass`: where it is, where it sends requests, and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub kind: PassKind,
+    /// The argument as written.
+    pub raw: String,
+    pub loc: Loc,
+    /// The include statements that brought this line in, outermost first.
+    pub via: Vec<Loc>,
+    /// `http`, `https`, `grpc`, `grpcs`, `uwsgi`, `suwsgi`, or the kind's own protocol.
+    pub scheme: String,
+    pub tls: bool,
+    pub dest: Dest,
+    /// The URL holds variables, so nginx builds it (and resolves a name in it) per request.
+    pub runtime: bool,
+    /// Index into [`Model::servers`].
+    pub server: Option<usize>,
+    /// The location path(s) around it (`/api/ › if ($x)`).
+    pub location: String,
+    pub settings: Settings,
+}
+
+/// A `listen` of a server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listen {
+    pub raw: String,
+    pub ssl: bool,
+    pub http2: bool,
+    pub default_server: bool,
+    pub loc: Loc,
+}
+
+/// A location of a server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Location {
+    /// Modifier and path as written (`= /x`, `~* \.php$`, `/api/`).
+    pub path: String,
+    pub loc: Loc,
+    /// Nesting depth (1: directly in the server).
+    pub depth: usize,
+}
+
+/// A virtual server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    /// `http` or `stream` (mail servers are not modelled).
+    pub protocol: &'static str,
+    pub loc: Loc,
+    pub via: Vec<Loc>,
+    pub listen: Vec<Listen>,
+    pub names: Vec<String>,
+    pub locations: Vec<Location>,
+}
+
+/// A `server` line of an upstream group.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamServer {
+    pub raw: String,
+    pub address: Option<Address>,
+    pub weight: u32,
+    pub max_fails: u32,
+    /// Whether `max_fails` was written.
+    pub max_fails_set: bool,
+    pub fail_timeout: String,
+    pub backup: bool,
+    pub down: bool,
+    pub resolve: bool,
+    pub loc: Loc,
+}
+
+/// An `upstream` block.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamGroup {
+    pub name: String,
+    pub protocol: &'static str,
+    pub loc: Loc,
+    pub servers: Vec<UpstreamServer>,
+    /// `keepalive N`: idle connections kept per worker.
+    pub keepalive: Option<(u32, Loc)>,
+    pub keepalive_timeout: Option<Setting>,
+    /// `hash`, `ip_hash`, `least_conn`, `random` … when not round-robin.
+    pub balancer: Option<String>,
+    /// Targets that use this group.
+    pub used_by: Vec<usize>,
+}
+
+/// A directive nginx -t would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    pub loc: Loc,
+    pub via: Vec<Loc>,
+    pub directive: String,
+    pub message: String,
+    /// For an unknown directive: the known one it most likely meant.
+    pub suggestion: Option<String>,
+    /// `unknown`, `context`, `arguments`, `address`.
+    pub kind: &'static str,
+}
+
+/// An access log and the format it is written in.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessLog {
+    pub path: String,
+    pub format_name: String,
+    /// The format's text when the configuration defines it (`combined` is built in).
+    pub format: Option<String>,
+    pub loc: Loc,
+}
+
+/// Main-context settings that matter for the checks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MainConf {
+    /// `user USER [GROUP]`.
+    pub user: Option<(String, Option<String>, Loc)>,
+    pub worker_processes: Option<Setting>,
+    pub worker_rlimit_nofile: Option<Setting>,
+    pub worker_connections: Option<Setting>,
+    pub pid: Option<Setting>,
+}
+
+/// The whole model.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Model {
+    pub main: MainConf,
+    pub servers: Vec<Server>,
+    pub upstreams: Vec<UpstreamGroup>,
+    pub targets: Vec<Target>,
+    pub issues: Vec<Issue>,
+    pub access_logs: Vec<AccessLog>,
+    /// `set` and `map` values per variable name (without `$`).
+    pub variables: HashMap<String, Vec<String>>,
+    /// Lines where a no-break (or other Unicode) space separates words.
+    pub odd_spaces: Vec<Loc>,
+}
+
+/// Parses nginx's time syntax (`500ms`, `30s`, `1m30s`, `2h`; plain numbers are seconds).
+pub fn parse_msec(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else {
+            match rest.chars().next() {
+                None => (1000, 0),
+                Some('s') => (1000, 1),
+                Some('m') => (60_000, 1),
+                Some('h') => (3_600_000, 1),
+                Some('d') => (86_400_000, 1),
+                Some('w') => (604_800_000, 1),
+                Some('M') => (2_592_000_000, 1),
+                Some('y') => (31_536_000_000, 1),
+                _ => return None,
+            }
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        rest = &rest[len..];
+    }
+    Some(total)
+}
+
+/// Parses nginx's size syntax (`4k`, `8K`, `1m`, `1g`; plain numbers are bytes).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1024),
+        (i, 'm' | 'M') => (&s[..i], 1024 * 1024),
+        (i, 'g' | 'G') => (&s[..i], 1024 * 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+/// The context nginx reads a block in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Main,
+    Events,
+    Http,
+    HttpServer,
+    HttpLocation,
+    HttpServerIf,
+    HttpLocationIf,
+    HttpLimitExcept,
+    HttpUpstream,
+    Stream,
+    StreamServer,
+    StreamUpstream,
+    Mail,
+    MailServer,
+    /// A block whose body is not directives (`map`, `types`, `geo`, `split_clients` …).
+    Opaque,
+}
+
+impl Ctx {
+    fn bit(self) -> u32 {
+        match self {
+            Ctx::Main => mask::MAIN,
+            Ctx::Events => mask::EVENT,
+            Ctx::Http => mask::HTTP_MAIN,
+            Ctx::HttpServer => mask::HTTP_SRV,
+            Ctx::HttpLocation => mask::HTTP_LOC,
+            Ctx::HttpServerIf => mask::HTTP_SIF,
+            Ctx::HttpLocationIf => mask::HTTP_LIF,
+            Ctx::HttpLimitExcept => mask::HTTP_LMT,
+            Ctx::HttpUpstream => mask::HTTP_UPS,
+            Ctx::Stream => mask::STREAM_MAIN,
+            Ctx::StreamServer => mask::STREAM_SRV,
+            Ctx::StreamUpstream => mask::STREAM_UPS,
+            Ctx::Mail => mask::MAIL_MAIN,
+            Ctx::MailServer => mask::MAIL_SRV,
+            Ctx::Opaque => 0,
+        }
+    }
+
+    fn enter(self, directive: &str) -> Ctx {
+        match (self, directive) {
+            (Ctx::Main, "events") => Ctx::Events,
+            (Ctx::Main, "http") => Ctx::Http,
+            (Ctx::Main, "stream") => Ctx::Stream,
+            (Ctx::Main, "mail") => Ctx::Mail,
+            (Ctx::Http, "server") => Ctx::HttpServer,
+            (Ctx::Http, "upstream") => Ctx::HttpUpstream,
+            (Ctx::HttpServer, "location") | (Ctx::HttpLocation, "location") => Ctx::HttpLocation,
+            (Ctx::HttpServer, "if") => Ctx::HttpServerIf,
+            (Ctx::HttpLocation, "if") => Ctx::HttpLocationIf,
+            (Ctx::HttpLocation, "limit_except") => Ctx::HttpLimitExcept,
+            (Ctx::Stream, "server") => Ctx::StreamServer,
+            (Ctx::Stream, "upstream") => Ctx::StreamUpstream,
+            (Ctx::Mail, "server") => Ctx::MailServer,
+            _ => Ctx::Opaque,
+        }
+    }
+}
+
+/// One statement with the file it is in and the include chain that brought it in.
+#[derive(Clone, Copy)]
+struct Item<'a> {
+    stmt: &'a Stmt,
+    file: FileId,
+    via: usize,
+}
+
+/// One level of inheritance: the directives of a block, and the level around it.
+struct Level<'a, 'p> {
+    parent: Option<&'p Level<'a, 'p>>,
+    items: &'p [Item<'a>],
+    /// Positions of each name in `items`, for big blocks (an http{} with thousands of servers
+    /// is searched for every setting of every target).
+    index: Option<HashMap<&'a str, Vec<usize>>>,
+}
+
+/// How deep the walk follows blocks (through includes, a file's own limit being
+/// [`super::parser::MAX_DEPTH`]).
+const MAX_WALK_DEPTH: usize = 200;
+
+/// Blocks with more statements than this get an index.
+const INDEX_FROM: usize = 24;
+
+impl<'a, 'p> Level<'a, 'p> {
+    fn new(parent: Option<&'p Level<'a, 'p>>, items: &'p [Item<'a>]) -> Level<'a, 'p> {
+        let index = (items.len() > INDEX_FROM).then(|| {
+            let mut index: HashMap<&'a str, Vec<usize>> = HashMap::new();
+            for (i, item) in items.iter().enumerate() {
+                index.entry(item.stmt.name.as_ref()).or_default().push(i);
+            }
+            index
+        });
+        Level {
+            parent,
+            items,
+            index,
+        }
+    }
+
+    /// This level's uses of `name`, in order.
+    fn here(&self, name: &str) -> Vec<Item<'a>> {
+        match &self.index {
+            Some(index) => index
+                .get(name)
+                .map(|v| v.iter().map(|&i| self.items[i]).collect())
+                .unwrap_or_default(),
+            None => self
+                .items
+                .iter()
+                .filter(|i| i.stmt.name == name)
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// The nearest level's last use of `name`.
+    fn last(&self, name: &str) -> Option<Item<'a>> {
+        let mut level = Some(self);
+        while let Some(l) = level {
+            let found = match &l.index {
+                Some(index) => index.get(name).and_then(|v| v.last()).map(|&i| l.items[i]),
+                None => l.items.iter().rev().find(|i| i.stmt.name == name).copied(),
+            };
+            if found.is_some() {
+                return found;
+            }
+            level = l.parent;
+        }
+        None
+    }
+
+    /// Every use of `name` at the nearest level that has one (array directives).
+    fn all(&self, name: &str) -> Vec<Item<'a>> {
+        let mut level = Some(self);
+        while let Some(l) = level {
+            let found = l.here(name);
+            if !found.is_empty() {
+                return found;
+            }
+            level = l.parent;
+        }
+        Vec::new()
+    }
+}
+
+/// A pass found during the walk, resolved into a [`Target`] once all upstream groups are known.
+struct PendingTarget {
+    target: Target,
+    /// A host name that may name an upstream group (with the port, if one was written).
+    group_host: Option<(String, Option<u16>)>,
+}
+
+struct Builder<'a> {
+    config: &'a Config,
+    model: Model,
+    chains: Vec<Vec<Loc>>,
+    pending: Vec<PendingTarget>,
+    log_formats: HashMap<String, String>,
+}
+
+/// Builds the model of a loaded configuration.
+pub fn build(config: &Config) -> Model {
+    let mut b = Builder {
+        config,
+        model: Model::default(),
+        chains: vec![Vec::new()],
+        pending: Vec::new(),
+        log_formats: HashMap::new(),
+    };
+    let items = b.flatten(&config.files[0].stmts, 0, 0);
+    let root = Level::new(None, &items);
+    b.walk(&items, Ctx::Main, &root, None, "", 0);
+    b.finish();
+    for (id, f) in config.files.iter().enumerate() {
+        for &line in &f.odd_spaces {
+            b.model.odd_spaces.push(Loc { file: id, line });
+        }
+    }
+    b.model
+}
+
+impl<'a> Builder<'a> {
+    fn loc(&self, item: &Item) -> Loc {
+        Loc {
+            file: item.file,
+            line: item.stmt.line,
+        }
+    }
+
+    /// The statements of a block with includes expanded in place.
+    fn flatten(&mut self, stmts: &'a [Stmt], file: FileId, via: usize) -> Vec<Item<'a>> {
+        let mut out = Vec::with_capacity(stmts.len());
+        self.flatten_into(stmts, file, via, &mut out, 0);
+        out
+    }
+
+    fn flatten_into(
+        &mut self,
+        stmts: &'a [Stmt],
+        file: FileId,
+        via: usize,
+        out: &mut Vec<Item<'a>>,
+        depth: usize,
+    ) {
+        for s in stmts {
+            if s.name == "include" && s.block.is_none() {
+                // The include itself is checked like any directive, then replaced by what it brings.
+                out.push(Item { stmt: s, file, via });
+                if depth > super::parser::MAX_DEPTH {
+                    continue;
+                }
+                for &id in &s.includes {
+                    let mut chain = self.chains[via].clone();
+                    chain.push(Loc { file, line: s.line });
+                    self.chains.push(chain);
+                    let child = self.chains.len() - 1;
+                    let config = self.config;
+                    self.flatten_into(&config.files[id].stmts, id, child, out, depth + 1);
+                }
+            } else {
+                out.push(Item { stmt: s, file, via });
+            }
+        }
+    }
+
+    fn issue(
+        &mut self,
+        item: &Item,
+        kind: &'static str,
+        message: String,
+        suggestion: Option<String>,
+    ) {
+        let issue = Issue {
+            loc: self.loc(item),
+            via: self.chains[item.via].clone(),
+            directive: item.stmt.name.to_string(),
+            message,
+            suggestion,
+            kind,
+        };
+        if !self.model.issues.contains(&issue) {
+            self.model.issues.push(issue);
+        }
+    }
+
+    /// Checks a directive against the table, as nginx -t would.
+    fn analyze(&mut self, item: &Item, ctx: Ctx) {
+        if ctx == Ctx::Opaque {
+            return;
+        }
+        let s = item.stmt;
+        match s.known {
+            None if directives::is_third_party(&s.name) => {}
+            None => {
+                let suggestion = directives::suggest(&s.name, ctx.bit()).map(str::to_string);
+                let mut message = format!("unknown directive \"{}\"", s.name);
+                if let Some(sug) = &suggestion {
+                    message.push_str(&format!(" (did you mean \"{sug}\"?)"));
+                }
+                self.issue(item, "unknown", message, suggestion);
+            }
+            Some(d) => {
+                let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
+                // A Lua block arrives as one argument and a `;` (its body is Lua, not nginx).
+                let check_args = d.origin != Origin::Docs
+                    && !super::lexer::LUA_BLOCKS.contains(&s.name.as_ref());
+                let args = if s.name == "if" { if_args(&args) } else { args };
+                if let Err(p) =
+                    directives::analyze(d.masks, ctx.bit(), &args, s.terminator, check_args)
+                {
+                    let kind = match p {
+                        directives::Problem::NotAllowedHere => "context",
+                        _ => "arguments",
+                    };
+                    self.issue(item, kind, p.message(&s.name), None);
+                }
+            }
+        }
+    }
+
+    fn walk(
+        &mut self,
+        items: &[Item<'a>],
+        ctx: Ctx,
+        level: &Level<'a, '_>,
+        server: Option<usize>,
+        path: &str,
+        depth: usize,
+    ) {
+        for item in items {
+            self.analyze(item, ctx);
+            self.record(item, ctx, level);
+        }
+        for item in items {
+            let Some(block) = &item.stmt.block else {
+                continue;
+            };
+            if depth >= MAX_WALK_DEPTH {
+                // Only includes nested in blocks nested in includes get here; nginx would
+                // accept it, but nothing real is this deep, and the walk keeps its stack small.
+                let message = format!("blocks nested more than {MAX_WALK_DEPTH} deep (through includes): not read further");
+                self.issue(item, "nesting", message, None);
+                continue;
+            }
+            let child_ctx = ctx.enter(&item.stmt.name);
+            let child_items = self.flatten(block, item.file, item.via);
+            let child_level = Level::new(Some(level), &child_items);
+            match child_ctx {
+                Ctx::HttpServer | Ctx::StreamServer => {
+                    let index = self.server(item, &child_items, child_ctx);
+                    // A server's level inherits from http (or stream), not from other servers.
+                    self.walk(
+                        &child_items,
+                        child_ctx,
+                        &child_level,
+                        Some(index),
+                        "",
+                        depth + 1,
+                    );
+                }
+                Ctx::HttpLocation
+                | Ctx::HttpLocationIf
+                | Ctx::HttpServerIf
+                | Ctx::HttpLimitExcept => {
+                    let label = match child_ctx {
+                        Ctx::HttpLocation => item.stmt.args.join(" "),
+                        _ => format!(
+                            "{} ({})",
+                            item.stmt.name,
+                            if_args(
+                                &item
+                                    .stmt
+                                    .args
+                                    .iter()
+                                    .map(String::as_str)
+                                    .collect::<Vec<_>>()
+                            )
+                            .join(" ")
+                        ),
+                    };
+                    let inner = if path.is_empty() {
+                        label.clone()
+                    } else {
+                        format!("{path} › {label}")
+                    };
+                    if child_ctx == Ctx::HttpLocation {
+                        if let Some(si) = server {
+                            let depth = inner.matches(" › ").count() + 1;
+                            let loc = self.loc(item);
+                            self.model.servers[si].locations.push(Location {
+                                path: label,
+                                loc,
+                                depth,
+                            });
+                        }
+                    }
+                    self.walk(
+                        &child_items,
+                        child_ctx,
+                        &child_level,
+                        server,
+                        &inner,
+                        depth + 1,
+                    );
+                }
+                Ctx::HttpUpstream | Ctx::StreamUpstream => {
+                    self.upstream(item, &child_items, child_ctx);
+                    self.walk(
+                        &child_items,
+                        child_ctx,
+                        &child_level,
+                        server,
+                        path,
+                        depth + 1,
+                    );
+                }
+                Ctx::Opaque => {
+                    if item.stmt.name == "map" && ctx != Ctx::Opaque {
+                        self.map_values(item, &child_items);
+                    }
+                }
+                _ => self.walk(
+                    &child_items,
+                    child_ctx,
+                    &child_level,
+                    server,
+                    path,
+                    depth + 1,
+                ),
+            }
+        }
+        for item in items {
+            if let Some(kind) = pass_kind(&item.stmt.name, ctx) {
+                self.pass(item, kind, level, server, path);
+            }
+        }
+    }
+
+    /// Facts that are not about targets: main settings, variables, logs.
+    fn record(&mut self, item: &Item, ctx: Ctx, level: &Level) {
+        let s = item.stmt;
+        let loc = self.loc(item);
+        let setting = |s: &Stmt| Setting {
+            value: s.args.join(" "),
+            at: Some(loc),
+        };
+        match (ctx, s.name.as_ref()) {
+            (Ctx::Main, "user") if !s.args.is_empty() => {
+                self.model.main.user = Some((s.args[0].clone(), s.args.get(1).cloned(), loc));
+            }
+            (Ctx::Main, "worker_processes") => self.model.main.worker_processes = Some(setting(s)),
+            (Ctx::Main, "worker_rlimit_nofile") => {
+                self.model.main.worker_rlimit_nofile = Some(setting(s))
+            }
+            (Ctx::Main, "pid") => self.model.main.pid = Some(setting(s)),
+            (Ctx::Events, "worker_connections") => {
+                self.model.main.worker_connections = Some(setting(s))
+            }
+            (_, "set") if s.args.len() == 2 && ctx != Ctx::Opaque => {
+                let name = s.args[0].trim_start_matches('$').to_string();
+                self.model
+                    .variables
+                    .entry(name)
+                    .or_default()
+                    .push(unescape(&s.args[1]));
+            }
+            (Ctx::Http, "log_format") if s.args.len() >= 2 => {
+                let (name, rest) = match s.args[1].strip_prefix("escape=") {
+                    Some(_) => (s.args[0].clone(), &s.args[2..]),
+                    None => (s.args[0].clone(), &s.args[1..]),
+                };
+                self.log_formats
+                    .insert(name, rest.iter().map(|a| unescape(a)).collect::<String>());
+            }
+            (
+                Ctx::Http
+                | Ctx::HttpServer
+                | Ctx::HttpLocation
+                | Ctx::HttpLocationIf
+                | Ctx::HttpLimitExcept,
+                "access_log",
+            ) if !s.args.is_empty() && s.args[0] != "off" => {
+                let format_name = s
+                    .args
+                    .get(1)
+                    .filter(|a| !a.contains('='))
+                    .cloned()
+                    .unwrap_or_else(|| "combined".into());
+                self.model.access_logs.push(AccessLog {
+                    path: unescape(&s.args[0]),
+                    format_name,
+                    format: None,
+                    loc,
+                });
+            }
+            _ => {}
+        }
+        let _ = level;
+    }
+
+    fn map_values(&mut self, item: &Item, entries: &[Item]) {
+        let Some(var) = item.stmt.args.get(1) else {
+            return;
+        };
+        let name = var.trim_start_matches('$').to_string();
+        let values = self.model.variables.entry(name).or_default();
+        for e in entries {
+            let s = e.stmt;
+            if matches!(s.name.as_ref(), "hostnames" | "volatile" | "include") {
+                continue;
+            }
+            if let Some(v) = s.args.first() {
+                values.push(unescape(v));
+            }
+        }
+    }
+
+    fn server(&mut self, item: &Item, items: &[Item], ctx: Ctx) -> usize {
+        let mut server = Server {
+            protocol: if ctx == Ctx::StreamServer {
+                "stream"
+            } else {
+                "http"
+            },
+            loc: self.loc(item),
+            via: self.chains[item.via].clone(),
+            listen: Vec::new(),
+            names: Vec::new(),
+            locations: Vec::new(),
+        };
+        for i in items {
+            match i.stmt.name.as_ref() {
+                "listen" if !i.stmt.args.is_empty() => {
+                    let flags = &i.stmt.args[1..];
+                    server.listen.push(Listen {
+                        raw: i.stmt.args[0].clone(),
+                        ssl: flags.iter().any(|f| f == "ssl"),
+                        http2: flags.iter().any(|f| f == "http2"),
+                        default_server: flags
+                            .iter()
+                            .any(|f| f == "default_server" || f == "default"),
+                        loc: self.loc(i),
+                    });
+                }
+                "server_name" => server.names.extend(i.stmt.args.iter().cloned()),
+                _ => {}
+            }
+        }
+        self.model.servers.push(server);
+        self.model.servers.len() - 1
+    }
+
+    fn upstream(&mut self, item: &Item, items: &[Item], ctx: Ctx) {
+        let Some(name) = item.stmt.args.first() else {
+            return;
+        };
+        let mut group = UpstreamGroup {
+            name: name.clone(),
+            protocol: if ctx == Ctx::StreamUpstream {
+                "stream"
+            } else {
+                "http"
+            },
+            loc: self.loc(item),
+            servers: Vec::new(),
+            keepalive: None,
+            keepalive_timeout: None,
+            balancer: None,
+            used_by: Vec::new(),
+        };
+        for i in items {
+            let s = i.stmt;
+            let loc = self.loc(i);
+            match s.name.as_ref() {
+                "server" if !s.args.is_empty() => {
+                    let mut server = UpstreamServer {
+                        raw: s.args[0].clone(),
+                        address: Address::parse(&s.args[0]),
+                        weight: 1,
+                        max_fails: 1,
+                        max_fails_set: false,
+                        fail_timeout: "10s".into(),
+                        backup: false,
+                        down: false,
+                        resolve: false,
+                        loc,
+                    };
+                    for p in &s.args[1..] {
+                        match p.split_once('=') {
+                            Some(("weight", v)) => server.weight = v.parse().unwrap_or(1),
+                            Some(("max_fails", v)) => {
+                                server.max_fails = v.parse().unwrap_or(1);
+                                server.max_fails_set = true;
+                            }
+                            Some(("fail_timeout", v)) => server.fail_timeout = v.to_string(),
+                            None if p == "backup" => server.backup = true,
+                            None if p == "down" => server.down = true,
+                            None if p == "resolve" => server.resolve = true,
+                            _ => {}
+                        }
+                    }
+                    group.servers.push(server);
+                }
+                "keepalive" => {
+                    if let Some(n) = s.arg(0).and_then(|v| v.parse().ok()) {
+                        group.keepalive = Some((n, loc));
+                    }
+                }
+                "keepalive_timeout" => {
+                    group.keepalive_timeout = Some(Setting {
+                        value: s.args.join(" "),
+                        at: Some(loc),
+                    })
+                }
+                "hash" | "ip_hash" | "least_conn" | "random" | "least_time" | "ntlm" | "sticky" => {
+                    group.balancer = Some(
+                        std::iter::once(s.name.to_string())
+                            .chain(s.args.iter().cloned())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    );
+                }
+                _ => {}
+            }
+        }
+        self.model.upstreams.push(group);
+    }
+
+    /// One `*_pass`: parse where it goes, gather the settings that apply.
+    fn pass(
+        &mut self,
+        item: &Item,
+        kind: PassKind,
+        level: &Level,
+        server: Option<usize>,
+        path: &str,
+    ) {
+        let s = item.stmt;
+        let Some(raw) = s.args.first() else { return };
+        let value = unescape(raw);
+        let (scheme, rest) = split_scheme(kind, &value);
+        let tls = matches!(scheme.as_str(), "https" | "grpcs" | "suwsgi")
+            || (kind == PassKind::Stream
+                && level
+                    .last("proxy_ssl")
+                    .is_some_and(|i| i.stmt.arg(0) == Some("on")));
+        // The host part ends at the first `/` (not inside `unix:…:`).
+        let host_part = if let Some(after) = rest.strip_prefix("unix:") {
+            match after.find(':') {
+                Some(i) => &rest[..i + 6],
+                None => rest,
+            }
+        } else {
+            rest.split('/').next().unwrap_or(rest)
+        };
+        let runtime = value.contains('$');
+        let mut group_host = None;
+        let dest = if host_part.contains('$') {
+            let candidates = self.candidates(host_part);
+            Dest::Variable {
+                expr: host_part.to_string(),
+                candidates,
+            }
+        } else {
+            match Address::parse(host_part) {
+                Some(Address::Tcp { host, port }) => {
+                    group_host = Some((host.clone(), port));
+                    Dest::Address {
+                        address: Address::Tcp { host, port },
+                    }
+                }
+                Some(unix) => Dest::Address { address: unix },
+                None => {
+                    let message = format!("invalid address \"{raw}\" in \"{}\"", s.name);
+                    self.issue(item, "address", message, None);
+                    return;
+                }
+            }
+        };
+        let target = Target {
+            kind,
+            raw: raw.clone(),
+            loc: self.loc(item),
+            via: self.chains[item.via].clone(),
+            scheme,
+            tls,
+            dest,
+            runtime,
+            server,
+            location: path.to_string(),
+            settings: settings(kind, level, |i: &Item| Loc {
+                file: i.file,
+                line: i.stmt.line,
+            }),
+        };
+        self.pending.push(PendingTarget { target, group_host });
+    }
+
+    /// The values a host expression can take, from `set` and `map`: `$backend` or `$backend:8080`.
+    fn candidates(&self, expr: &str) -> Vec<String> {
+        let Some(name) = expr.strip_prefix('$') else {
+            return Vec::new();
+        };
+        let (var, suffix) = match name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            Some(i) => (&name[..i], &name[i..]),
+            None => (name, ""),
+        };
+        let var = var.trim_start_matches('{');
+        if suffix.contains('$') {
+            return Vec::new();
+        }
+        self.model
+            .variables
+            .get(var)
+            .map(|vals| vals.iter().map(|v| format!("{v}{suffix}")).collect())
+            .unwrap_or_default()
+    }
+
+    /// Resolves targets to upstream groups and attaches log formats.
+    fn finish(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let groups: HashMap<(&str, &str), usize> = self
+            .model
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, g)| ((g.name.as_ref(), g.protocol), i))
+            .collect();
+        let groups: HashMap<(String, &str), usize> = groups
+            .into_iter()
+            .map(|((n, p), i)| ((n.to_string(), p), i))
+            .collect();
+        for p in pending {
+            let mut target = p.target;
+            if let Some((host, port)) = p.group_host {
+                let protocol = if target.kind == PassKind::Stream {
+                    "stream"
+                } else {
+                    "http"
+                };
+                if let Some(&index) = groups.get(&(host.clone(), protocol)) {
+                    if port.is_none() {
+                        target.dest = Dest::Group { name: host, index };
+                    }
+                }
+            }
+            if let Dest::Group { index, .. } = target.dest {
+                self.model.upstreams[index]
+                    .used_by
+                    .push(self.model.targets.len());
+            } else if let Dest::Address {
+                address: Address::Tcp { host, port: None },
+            } = &target.dest
+            {
+                let default = match target.scheme.as_str() {
+                    "http" | "grpc" => Some(80),
+                    "https" | "grpcs" => Some(443),
+                    _ => None,
+                };
+                match default {
+                    Some(p) => {
+                        target.dest = Dest::Address {
+                            address: Address::Tcp {
+                                host: host.clone(),
+                                port: Some(p),
+                            },
+                        }
+                    }
+                    None => {
+                        let issue = Issue {
+                            loc: target.loc,
+                            via: target.via.clone(),
+                            directive: target.kind.directive().to_string(),
+                            message: format!("no port in upstream \"{host}\" (and no upstream group of that name)"),
+                            suggestion: None,
+                            kind: "address",
+                        };
+                        if !self.model.issues.contains(&issue) {
+                            self.model.issues.push(issue);
+                        }
+                    }
+                }
+            }
+            self.model.targets.push(target);
+        }
+        for log in &mut self.model.access_logs {
+            log.format = self.log_formats.get(&log.format_name).cloned();
+        }
+    }
+}
+
+/// `if`'s arguments without the parentheses, as crossplane and nginx read them.
+pub fn if_args<'s>(args: &[&'s str]) -> Vec<&'s str> {
+    let mut out: Vec<&str> = args.to_vec();
+    if let (Some(first), Some(last)) = (out.first().copied(), out.last().copied()) {
+        if first.starts_with('(') && last.ends_with(')') {
+            let n = out.len();
+            out[0] = out[0][1..].trim_start();
+            let l = out[n - 1];
+            out[n - 1] = l[..l.len() - 1].trim_end();
+            let start = usize::from(out[0].is_empty());
+            let end = n - usize::from(out[n - 1].is_empty());
+            return if start <= end {
+                out[start..end].to_vec()
+            } else {
+                Vec::new()
+            };
+        }
+    }
+    out
+}
+
+fn pass_kind(name: &str, ctx: Ctx) -> Option<PassKind> {
+    let http = matches!(
+        ctx,
+        Ctx::HttpLocation | Ctx::HttpLocationIf | Ctx::HttpLimitExcept
+    );
+    match name {
+        "proxy_pass" if http => Some(PassKind::Proxy),
+        "proxy_pass" if ctx == Ctx::StreamServer => Some(PassKind::Stream),
+        "fastcgi_pass" if http => Some(PassKind::Fastcgi),
+        "uwsgi_pass" if http => Some(PassKind::Uwsgi),
+        "grpc_pass" if http => Some(PassKind::Grpc),
+        "scgi_pass" if http => Some(PassKind::Scgi),
+        "memcached_pass" if http => Some(PassKind::Memcached),
+        _ => None,
+    }
+}
+
+/// The scheme of a pass argument and the rest (kinds without a scheme get their own protocol).
+fn split_scheme(kind: PassKind, value: &str) -> (String, &str) {
+    if let Some((scheme, rest)) = value.split_once("://") {
+        if !scheme.contains('$') {
+            return (scheme.to_ascii_lowercase(), rest);
+        }
+    }
+    let own = match kind {
+        PassKind::Proxy => "http",
+        PassKind::Fastcgi => "fastcgi",
+        PassKind::Uwsgi => "uwsgi",
+        PassKind::Grpc => "grpc",
+        PassKind::Scgi => "scgi",
+        PassKind::Memcached => "memcached",
+        PassKind::Stream => "tcp",
+    };
+    (own.to_string(), value)
+}
+
+/// The directive names of one kind's settings (`proxy_read_timeout`, `fastcgi_read_timeout` …).
+struct Names {
+    connect_timeout: &'static str,
+    send_timeout: &'static str,
+    read_timeout: &'static str,
+    buffer_size: &'static str,
+    buffers: &'static str,
+    buffering: &'static str,
+    next_upstream: &'static str,
+    ssl_server_name: &'static str,
+    ssl_name: &'static str,
+    ssl_verify: &'static str,
+    ssl_trusted_certificate: &'static str,
+    ssl_protocols: &'static str,
+}
+
+macro_rules! names {
+    ($p:literal, $read:literal, $send:literal) => {
+        Names {
+            connect_timeout: concat!($p, "_connect_timeout"),
+            send_timeout: $send,
+            read_timeout: $read,
+            buffer_size: concat!($p, "_buffer_size"),
+            buffers: concat!($p, "_buffers"),
+            buffering: concat!($p, "_buffering"),
+            next_upstream: concat!($p, "_next_upstream"),
+            ssl_server_name: concat!($p, "_ssl_server_name"),
+            ssl_name: concat!($p, "_ssl_name"),
+            ssl_verify: concat!($p, "_ssl_verify"),
+            ssl_trusted_certificate: concat!($p, "_ssl_trusted_certificate"),
+            ssl_protocols: concat!($p, "_ssl_protocols"),
+        }
+    };
+}
+
+fn names(kind: PassKind) -> Names {
+    match kind {
+        PassKind::Proxy => names!("proxy", "proxy_read_timeout", "proxy_send_timeout"),
+        PassKind::Stream => names!("proxy", "proxy_timeout", "proxy_timeout"),
+        PassKind::Fastcgi => names!("fastcgi", "fastcgi_read_timeout", "fastcgi_send_timeout"),
+        PassKind::Uwsgi => names!("uwsgi", "uwsgi_read_timeout", "uwsgi_send_timeout"),
+        PassKind::Grpc => names!("grpc", "grpc_read_timeout", "grpc_send_timeout"),
+        PassKind::Scgi => names!("scgi", "scgi_read_timeout", "scgi_send_timeout"),
+        PassKind::Memcached => names!(
+            "memcached",
+            "memcached_read_timeout",
+            "memcached_send_timeout"
+        ),
+    }
+}
+
+/// A directive's arguments as one value, unescaped as nginx reads them.
+fn value_of(stmt: &Stmt) -> String {
+    match stmt.args.as_slice() {
+        [one] if !one.contains('\\') => one.clone(),
+        args => args
+            .iter()
+            .map(|a| unescape(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// The settings that apply at a target, by nginx's inheritance.
+fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Settings {
+    let n = names(kind);
+    let get = |name: &str| {
+        level.last(name).map(|i| Setting {
+            value: value_of(i.stmt),
+            at: Some(loc_of(&i)),
+        })
+    };
+    let or = |name: &str, default: &str| get(name).unwrap_or_else(|| Setting::default(default));
+    let stream = kind == PassKind::Stream;
+    let header = |wanted: &str| {
+        let setter = if kind == PassKind::Grpc {
+            "grpc_set_header"
+        } else {
+            "proxy_set_header"
+        };
+        level
+            .all(setter)
+            .into_iter()
+            .rev()
+            .find(|i| {
+                i.stmt
+                    .arg(0)
+                    .is_some_and(|h| h.eq_ignore_ascii_case(wanted))
+            })
+            .map(|i| Setting {
+                value: i.stmt.arg(1).map(unescape).unwrap_or_default(),
+                at: Some(loc_of(&i)),
+            })
+    };
+    let ssl = matches!(
+        kind,
+        PassKind::Proxy | PassKind::Grpc | PassKind::Uwsgi | PassKind::Stream
+    );
+    let buffered = matches!(
+        kind,
+        PassKind::Proxy | PassKind::Fastcgi | PassKind::Uwsgi | PassKind::Scgi
+    );
+    Settings {
+        connect_timeout: or(n.connect_timeout, "60s"),
+        send_timeout: or(n.send_timeout, if stream { "10m" } else { "60s" }),
+        read_timeout: or(n.read_timeout, if stream { "10m" } else { "60s" }),
+        buffer_size: (!stream).then(|| or(n.buffer_size, "4k")),
+        buffers: buffered.then(|| or(n.buffers, "8 4k")),
+        buffering: buffered.then(|| or(n.buffering, "on")),
+        next_upstream: Some(or(
+            n.next_upstream,
+            if stream { "on" } else { "error timeout" },
+        )),
+        http_version: (kind == PassKind::Proxy).then(|| or("proxy_http_version", "1.0")),
+        connection_header: if kind == PassKind::Proxy {
+            header("connection")
+        } else {
+            None
+        },
+        host_header: if kind == PassKind::Proxy {
+            header("host")
+        } else {
+            None
+        },
+        keep_conn: (kind == PassKind::Fastcgi).then(|| or("fastcgi_keep_conn", "off")),
+        ssl_server_name: ssl.then(|| or(n.ssl_server_name, "off")),
+        ssl_name: ssl.then(|| get(n.ssl_name)).flatten(),
+        ssl_verify: ssl.then(|| or(n.ssl_verify, "off")),
+        ssl_trusted_certificate: ssl.then(|| get(n.ssl_trusted_certificate)).flatten(),
+        ssl_protocols: ssl.then(|| get(n.ssl_protocols)).flatten(),
+        resolver: get("resolver"),
+        resolver_timeout: or("resolver_timeout", "30s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            Address::parse("127.0.0.1:8000"),
+            Some(Address::Tcp {
+                host: "127.0.0.1".into(),
+                port: Some(8000)
+            })
+        );
+        assert_eq!(
+            Address::parse("[::1]:3000"),
+            Some(Address::Tcp {
+                host: "::1".into(),
+                port: Some(3000)
+            })
+        );
+        assert_eq!(
+            Address::parse("unix:/run/php/fpm.sock"),
+            Some(Address::Unix {
+                path: "/run/php/fpm.sock".into()
+            })
+        );
+        assert_eq!(
+            Address::parse("unix:/tmp/b.sock:"),
+            Some(Address::Unix {
+                path: "/tmp/b.sock".into()
+            })
+        );
+        assert_eq!(
+            Address::parse("backend"),
+            Some(Address::Tcp {
+                host: "backend".into(),
+                port: None
+            })
+        );
+        assert_eq!(
+            Address::parse("9000"),
+            Some(Address::Tcp {
+                host: "*".into(),
+                port: Some(9000)
+            })
+        );
+        assert_eq!(Address::parse("a:b"), None);
+    }
+
+    #[test]
+    fn times_and_sizes() {
+        assert_eq!(parse_msec("60s"), Some(60_000));
+        assert_eq!(parse_msec("1m30s"), Some(90_000));
+        assert_eq!(parse_msec("500ms"), Some(500));
+        assert_eq!(parse_msec("30"), Some(30_000));
+        assert_eq!(parse_msec("x"), None);
+        assert_eq!(parse_size("4k"), Some(4096));
+        assert_eq!(parse_size("1M"), Some(1 << 20));
+        assert_eq!(parse_size("512"), Some(512));
+    }
+
+    #[test]
+    fn if_arguments() {
+        assert_eq!(if_args(&["($a", "=", "b)"]), ["$a", "=", "b"]);
+        assert_eq!(if_args(&["(", "$a", ")"]), ["$a"]);
+        assert_eq!(if_args(&["($a)"]), ["$a"]);
+    }
+}

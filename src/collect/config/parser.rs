@@ -1,0 +1,617 @@
+//! From tokens to statements, and from a main file to every file it includes.
+//!
+//! [`load`] reads the main configuration file, follows every `include` (globs sorted, relative
+//! paths taken from the main file's directory, nginx's "conf prefix"), parses each file once and
+//! records, on each `include` statement, the files it brought in. The result, a [`Config`], is
+//! context-free: the model ([`super::model`]) walks it from the main file and expands each
+//! include in the context it appears in, so a snippet included from three servers is checked
+//! three times.
+//!
+//! Everything nginx would refuse to even parse is an error here, with file and line: unbalanced
+//! braces, a missing `;`, an unterminated quote, an explicit include that cannot be opened, an
+//! include loop, binary data, a file too large to be a configuration.
+
+use super::directives::Terminator;
+use super::lexer::{self, Kind, Lexed};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The index of a file in [`Config::files`].
+pub type FileId = usize;
+
+/// A configuration file larger than this is refused (real ones are kilobytes).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// All files together may not exceed this.
+pub const MAX_TOTAL_BYTES: u64 = 256 * 1024 * 1024;
+/// At most this many files.
+pub const MAX_FILES: usize = 20_000;
+/// Blocks nested deeper than this are refused (nginx configurations nest a handful deep).
+pub const MAX_DEPTH: usize = 100;
+
+/// One directive: its name and arguments as written (quotes removed, escapes kept), its line,
+/// how it ended and, for a block, the statements inside.
+#[derive(Debug, Clone)]
+pub struct Stmt {
+    /// Known directive names are the table's own strings (no allocation for each of them).
+    pub name: std::borrow::Cow<'static, str>,
+    /// The directive's entry in the table, when it is a known one.
+    pub known: Option<super::directives::Directive>,
+    pub args: Vec<String>,
+    pub line: u32,
+    pub terminator: Terminator,
+    pub block: Option<Vec<Stmt>>,
+    /// For `include`: the files it brought in, in nginx's order.
+    pub includes: Vec<FileId>,
+}
+
+impl Stmt {
+    pub fn arg(&self, i: usize) -> Option<&str> {
+        self.args.get(i).map(String::as_str)
+    }
+}
+
+/// One parsed file.
+#[derive(Debug)]
+pub struct SourceFile {
+    /// The path as nginx opens it (the conf prefix joined with the include's argument).
+    pub path: PathBuf,
+    pub text: String,
+    pub stmts: Vec<Stmt>,
+    /// Lines where a Unicode space separates words (nginx would not split there).
+    pub odd_spaces: Vec<u32>,
+    pub modified: Option<std::time::SystemTime>,
+    /// Where each line starts, computed the first time a line is shown.
+    line_starts: std::sync::OnceLock<Vec<usize>>,
+}
+
+impl SourceFile {
+    /// The text of line `n` (1-based), without its line break.
+    pub fn line_text(&self, n: u32) -> &str {
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(memchr::memchr_iter(b'\n', self.text.as_bytes()).map(|i| i + 1))
+                .collect()
+        });
+        let Some(&start) = starts.get(n.saturating_sub(1) as usize) else {
+            return "";
+        };
+        let end = starts.get(n as usize).map_or(self.text.len(), |&e| e - 1);
+        self.text[start..end.max(start)].trim_end_matches('\r')
+    }
+}
+
+/// The main file and everything it includes.
+#[derive(Debug)]
+pub struct Config {
+    /// `files[0]` is the main file.
+    pub files: Vec<SourceFile>,
+    /// The directory relative include paths start from.
+    pub prefix: PathBuf,
+}
+
+/// A configuration nginx would refuse to parse, or one that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn error(file: &Path, line: Option<u32>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        line,
+        message: message.into(),
+    }
+}
+
+/// Reads a file with the size bound, refusing directories and binary data.
+pub fn read_text(
+    path: &Path,
+    limit: u64,
+) -> Result<(String, Option<std::time::SystemTime>), ConfigError> {
+    let io = |e: std::io::Error| error(path, None, format!("cannot read: {e}"));
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_dir() {
+        return Err(error(
+            path,
+            None,
+            "is a directory, not a configuration file",
+        ));
+    }
+    if meta.len() > limit {
+        return Err(error(
+            path,
+            None,
+            format!(
+                "{} bytes: too large for a configuration file (limit {} MiB)",
+                meta.len(),
+                limit >> 20
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(error(
+            path,
+            None,
+            format!(
+                "too large for a configuration file (limit {} MiB)",
+                limit >> 20
+            ),
+        ));
+    }
+    if let Some(at) = memchr::memchr(0, &bytes) {
+        let line = memchr::memchr_iter(b'\n', &bytes[..at]).count() as u32 + 1;
+        return Err(error(
+            path,
+            Some(line),
+            "binary data (a NUL byte): this is not an nginx configuration file",
+        ));
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    Ok((text, meta.modified().ok()))
+}
+
+/// Builds the statement tree of one lexed file, or the first error nginx would report.
+pub fn parse_tokens(lexed: &Lexed, path: &Path) -> Result<Vec<Stmt>, ConfigError> {
+    let end = lexed
+        .fatal
+        .as_ref()
+        .map_or(lexed.tokens.len(), |f| f.at_token);
+    let tokens: Vec<&lexer::Token> = lexed.tokens[..end]
+        .iter()
+        .filter(|t| t.kind != Kind::Comment)
+        .collect();
+    // The open blocks: the statements collected so far at each level.
+    let mut stack: Vec<(Stmt, Vec<Stmt>)> = Vec::new();
+    let mut current: Vec<Stmt> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = tokens[i];
+        match t.kind {
+            Kind::Close if !t.quoted => {
+                let Some((mut parent, outer)) = stack.pop() else {
+                    return Err(error(path, Some(t.line), "unexpected \"}\""));
+                };
+                parent.block = Some(std::mem::replace(&mut current, outer));
+                current.push(parent);
+                i += 1;
+                continue;
+            }
+            Kind::Semi if !t.quoted => {
+                return Err(error(path, Some(t.line), "unexpected \";\""));
+            }
+            Kind::Open if !t.quoted => {
+                return Err(error(path, Some(t.line), "unexpected \"{\""));
+            }
+            _ => {}
+        }
+        let text = lexed.text(t);
+        let known = super::directives::lookup(text);
+        let name = match known {
+            Some(d) => std::borrow::Cow::Borrowed(d.name),
+            None => std::borrow::Cow::Owned(text.to_string()),
+        };
+        let line = t.line;
+        let mut args = Vec::new();
+        i += 1;
+        let terminator = loop {
+            let Some(&t) = tokens.get(i) else {
+                if let Some(f) = &lexed.fatal {
+                    return Err(error(path, Some(f.line), f.message()));
+                }
+                return Err(error(
+                    path,
+                    Some(line),
+                    format!(
+                        "unexpected end of file in directive \"{name}\", expecting \";\" or \"}}\""
+                    ),
+                ));
+            };
+            i += 1;
+            match (t.kind, t.quoted) {
+                (Kind::Semi, false) => break Terminator::Semi,
+                (Kind::Open, false) => break Terminator::Open,
+                (Kind::Close, false) => {
+                    return Err(error(
+                        path,
+                        Some(line),
+                        format!(
+                        "directive \"{name}\" is not terminated by \";\" (found \"}}\" on line {})",
+                        t.line
+                    ),
+                    ))
+                }
+                _ => args.push(lexed.text(t).to_string()),
+            }
+        };
+        let stmt = Stmt {
+            name,
+            known,
+            args,
+            line,
+            terminator,
+            block: None,
+            includes: Vec::new(),
+        };
+        if terminator == Terminator::Open {
+            if stack.len() >= MAX_DEPTH {
+                return Err(error(
+                    path,
+                    Some(line),
+                    format!("blocks nested deeper than {MAX_DEPTH}"),
+                ));
+            }
+            stack.push((stmt, std::mem::take(&mut current)));
+        } else {
+            current.push(stmt);
+        }
+    }
+    if let Some(f) = &lexed.fatal {
+        return Err(error(path, Some(f.line), f.message()));
+    }
+    if let Some((open, _)) = stack.last() {
+        return Err(error(
+            path,
+            Some(open.line),
+            format!(
+                "unexpected end of file: the \"{}\" block opened here is not closed",
+                open.name
+            ),
+        ));
+    }
+    Ok(current)
+}
+
+thread_local! {
+    /// One token buffer reused for every file: freeing a large buffer per file makes the
+    /// allocator consolidate all its small free chunks each time, which costs more than lexing.
+    static TOKENS: std::cell::RefCell<Vec<lexer::Token>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads, lexes and parses one file.
+pub fn parse_file(path: &Path, limit: u64) -> Result<SourceFile, ConfigError> {
+    let (text, modified) = read_text(path, limit)?;
+    let buffer = TOKENS.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    let mut lexed = lexer::lex_into(text, buffer);
+    let stmts = parse_tokens(&lexed, path);
+    let mut tokens = std::mem::take(&mut lexed.tokens);
+    tokens.clear();
+    TOKENS.with(|t| *t.borrow_mut() = tokens);
+    let stmts = stmts?;
+    Ok(SourceFile {
+        path: path.to_path_buf(),
+        stmts,
+        odd_spaces: lexed.odd_spaces,
+        text: lexed.source,
+        modified,
+        line_starts: std::sync::OnceLock::new(),
+    })
+}
+
+/// Whether an include argument is a glob pattern (Python's `glob.has_magic`, glob(3)'s syntax).
+pub fn has_magic(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+/// The files a glob pattern names, sorted like glob(3) (dot files need a literal dot).
+pub fn glob_sorted(pattern: &str) -> Vec<PathBuf> {
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    let mut found: Vec<PathBuf> = match glob::glob_with(pattern, options) {
+        Ok(paths) => paths.filter_map(Result::ok).collect(),
+        Err(_) => Vec::new(),
+    };
+    found.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    found
+}
+
+/// Parses several files in order. (Parsing them on several threads was measured: no faster,
+/// as the work is mostly memory allocation, which threads contend for.)
+fn parse_many(paths: &[PathBuf]) -> Vec<Result<SourceFile, ConfigError>> {
+    paths
+        .iter()
+        .map(|p| parse_file(p, MAX_FILE_BYTES))
+        .collect()
+}
+
+/// Loads the main file and everything it includes.
+pub fn load(main: &Path) -> Result<Config, ConfigError> {
+    let prefix = main.parent().map(Path::to_path_buf).unwrap_or_default();
+    let first = parse_file(main, MAX_FILE_BYTES)?;
+    let mut total = first.text.len() as u64;
+    let mut files = vec![first];
+    let mut by_path: HashMap<PathBuf, FileId> = HashMap::new();
+    by_path.insert(canonical(main), 0);
+    // Files are parsed in discovery order; each file's include statements are resolved once,
+    // and each distinct pattern once (a snippet is often included from thousands of places).
+    let mut resolved: HashMap<PathBuf, Vec<FileId>> = HashMap::new();
+    let mut next = 0;
+    while next < files.len() {
+        let mut pending: Vec<(Vec<usize>, u32, String)> = Vec::new();
+        collect_includes(&files[next].stmts, &mut Vec::new(), &mut pending);
+        for (route, line, arg) in pending {
+            let includer = files[next].path.clone();
+            let pattern = if Path::new(&arg).is_absolute() {
+                PathBuf::from(&arg)
+            } else {
+                prefix.join(&arg)
+            };
+            if let Some(ids) = resolved.get(&pattern) {
+                stmt_at(&mut files[next].stmts, &route).includes = ids.clone();
+                continue;
+            }
+            let paths = if has_magic(&arg) {
+                glob_sorted(&pattern.to_string_lossy())
+                    .into_iter()
+                    .filter(|p| p.is_file())
+                    .collect()
+            } else {
+                if let Err(e) = std::fs::File::open(&pattern) {
+                    return Err(error(
+                        &includer,
+                        Some(line),
+                        format!(
+                            "include: open() \"{}\" failed ({})",
+                            pattern.display(),
+                            errno_text(&e)
+                        ),
+                    ));
+                }
+                vec![pattern.clone()]
+            };
+            // Parse the files this include brings in for the first time, several at once.
+            let mut fresh: Vec<(PathBuf, PathBuf)> = Vec::new();
+            for path in &paths {
+                let key = canonical(path);
+                if !by_path.contains_key(&key) && !fresh.iter().any(|(k, _)| *k == key) {
+                    fresh.push((key, path.clone()));
+                }
+            }
+            if files.len() + fresh.len() > MAX_FILES {
+                return Err(error(
+                    &includer,
+                    Some(line),
+                    format!("more than {MAX_FILES} included files"),
+                ));
+            }
+            let parsed = parse_many(&fresh.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>());
+            for ((key, _), file) in fresh.into_iter().zip(parsed) {
+                let file = file.map_err(|mut e| {
+                    if e.line.is_none() {
+                        // Name the include that brought the unreadable file in.
+                        e.message = format!(
+                            "{} (included from {}:{line})",
+                            e.message,
+                            includer.display()
+                        );
+                    }
+                    e
+                })?;
+                total += file.text.len() as u64;
+                if total > MAX_TOTAL_BYTES {
+                    return Err(error(
+                        &includer,
+                        Some(line),
+                        format!(
+                            "the included files exceed {} MiB in all",
+                            MAX_TOTAL_BYTES >> 20
+                        ),
+                    ));
+                }
+                files.push(file);
+                by_path.insert(key, files.len() - 1);
+            }
+            let ids: Vec<FileId> = paths.iter().map(|p| by_path[&canonical(p)]).collect();
+            resolved.insert(pattern, ids.clone());
+            stmt_at(&mut files[next].stmts, &route).includes = ids;
+        }
+        next += 1;
+    }
+    let config = Config { files, prefix };
+    check_loops(&config)?;
+    Ok(config)
+}
+
+/// An I/O error the way nginx prints one: `2: No such file or directory`.
+pub fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            let text = std::io::Error::from_raw_os_error(n).to_string();
+            format!("{n}: {}", text.split(" (os error").next().unwrap_or(&text))
+        }
+        None => e.to_string(),
+    }
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Every `include` with one argument, anywhere in the tree, as (route of indexes, line, argument).
+fn collect_includes(
+    stmts: &[Stmt],
+    route: &mut Vec<usize>,
+    out: &mut Vec<(Vec<usize>, u32, String)>,
+) {
+    for (i, s) in stmts.iter().enumerate() {
+        route.push(i);
+        if s.name == "include" && s.args.len() == 1 && s.terminator == Terminator::Semi {
+            out.push((route.clone(), s.line, unescape(&s.args[0])));
+        }
+        if let Some(block) = &s.block {
+            collect_includes(block, route, out);
+        }
+        route.pop();
+    }
+}
+
+fn stmt_at<'a>(stmts: &'a mut [Stmt], route: &[usize]) -> &'a mut Stmt {
+    let (first, rest) = route.split_first().expect("a route has at least one index");
+    let stmt = &mut stmts[*first];
+    if rest.is_empty() {
+        stmt
+    } else {
+        stmt_at(stmt.block.as_mut().expect("the route follows blocks"), rest)
+    }
+}
+
+/// Refuses include loops: nginx would include the files again and again until it runs out of
+/// file descriptors.
+fn check_loops(config: &Config) -> Result<(), ConfigError> {
+    // 0 = not visited, 1 = on the current path, 2 = done.
+    let mut state = vec![0u8; config.files.len()];
+    // Iterative depth-first search over (file, its include edges).
+    let edges: Vec<Vec<(FileId, u32)>> = config
+        .files
+        .iter()
+        .map(|f| {
+            let mut out = Vec::new();
+            include_edges(&f.stmts, &mut out);
+            out
+        })
+        .collect();
+    let mut stack: Vec<(FileId, usize)> = vec![(0, 0)];
+    state[0] = 1;
+    while let Some(&mut (file, ref mut next)) = stack.last_mut() {
+        if let Some(&(to, line)) = edges[file].get(*next) {
+            *next += 1;
+            match state[to] {
+                0 => {
+                    state[to] = 1;
+                    stack.push((to, 0));
+                }
+                1 => {
+                    let chain: Vec<String> = stack
+                        .iter()
+                        .map(|(f, _)| config.files[*f].path.display().to_string())
+                        .skip_while(|p| *p != config.files[to].path.display().to_string())
+                        .collect();
+                    return Err(error(
+                        &config.files[file].path,
+                        Some(line),
+                        format!(
+                            "include loop: {} includes {} again",
+                            chain.join(" → "),
+                            config.files[to].path.display()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        } else {
+            state[file] = 2;
+            stack.pop();
+        }
+    }
+    Ok(())
+}
+
+fn include_edges(stmts: &[Stmt], out: &mut Vec<(FileId, u32)>) {
+    for s in stmts {
+        for &id in &s.includes {
+            out.push((id, s.line));
+        }
+        if let Some(block) = &s.block {
+            include_edges(block, out);
+        }
+    }
+}
+
+/// An argument as nginx reads it: `\"`, `\'` and `\\` stand for the character, `\t`, `\r` and
+/// `\n` for tab, carriage return and line feed; any other backslash stays.
+pub fn unescape(arg: &str) -> String {
+    if !arg.contains('\\') {
+        return arg.to_string();
+    }
+    let mut out = String::with_capacity(arg.len());
+    let mut chars = arg.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.peek() {
+                Some('"') | Some('\'') | Some('\\') => {
+                    out.push(chars.next().expect("peeked"));
+                    continue;
+                }
+                Some('t') => {
+                    chars.next();
+                    out.push('\t');
+                    continue;
+                }
+                Some('r') => {
+                    chars.next();
+                    out.push('\r');
+                    continue;
+                }
+                Some('n') => {
+                    chars.next();
+                    out.push('\n');
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Vec<Stmt>, ConfigError> {
+        parse_tokens(&lexer::lex(src.to_string()), Path::new("t.conf"))
+    }
+
+    #[test]
+    fn builds_the_tree() {
+        let stmts =
+            parse("http {\n server { listen 80; location / { proxy_pass http://a; } }\n}\n")
+                .unwrap();
+        assert_eq!(stmts.len(), 1);
+        let server = &stmts[0].block.as_ref().unwrap()[0];
+        assert_eq!(server.name, "server");
+        let location = &server.block.as_ref().unwrap()[1];
+        assert_eq!(location.args, ["/"]);
+        assert_eq!(location.block.as_ref().unwrap()[0].args, ["http://a"]);
+    }
+
+    #[test]
+    fn malformed_input_names_the_line() {
+        let e = parse("http {\n  location / {\n    proxy_pass http://a\n  }\n}\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("not terminated"), "{e}");
+        assert_eq!(parse("a;\n}\n").unwrap_err().line, Some(2));
+        assert_eq!(parse("http {\n server {\n").unwrap_err().line, Some(2));
+        assert!(parse("a b").is_err() || parse("a b").unwrap().is_empty());
+        assert_eq!(parse("x;\n;\n").unwrap_err().line, Some(2));
+    }
+
+    #[test]
+    fn unescapes_like_nginx() {
+        assert_eq!(unescape(r#"a\"b\\c\td\$e"#), "a\"b\\c\td\\$e");
+    }
+}
