@@ -3,8 +3,7 @@
 //! Run: `cargo run --release --example bench_diagnose` (as root, with nginx, php-fpm, gunicorn,
 //! uwsgi installed, as for the tests).
 
-use gwdoctor::diagnose::{diagnose, DiagnoseOptions};
-use gwdoctor::lab::nginx::LAB_LOG_FORMAT;
+use gwdoctor::diagnose::diagnose;
 use gwdoctor::lab::{runner, scenarios};
 use std::time::{Duration, Instant};
 
@@ -19,22 +18,7 @@ fn main() -> anyhow::Result<()> {
         let mut started = runner::start(&scenario)?;
         runner::exercise(&mut started)?;
         std::thread::sleep(Duration::from_millis(300));
-        let options = DiagnoseOptions {
-            url: Some(format!("http://{}/", started.gateway))
-                .filter(|_| !started.plan.gateway_in_netns),
-            nginx_configs: vec![started.nginx.conf.clone()],
-            error_logs: vec![started.nginx.error_log.clone()],
-            access_logs: vec![started.nginx.access_log.clone()],
-            other_logs: started
-                .bench
-                .upstream_logs()
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect(),
-            log_formats: vec![LAB_LOG_FORMAT.to_string()],
-            budget: Duration::from_secs(10),
-            no_host: false,
-        };
+        let options = started.diagnose_options();
         let begin = Instant::now();
         let d = diagnose(&options)?;
         let took = begin.elapsed();

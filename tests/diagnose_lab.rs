@@ -4,8 +4,7 @@
 
 mod common;
 
-use gwdoctor::diagnose::{diagnose, DiagnoseOptions, Diagnosis};
-use gwdoctor::lab::nginx::LAB_LOG_FORMAT;
+use gwdoctor::diagnose::{diagnose, Diagnosis};
 use gwdoctor::lab::runner;
 use gwdoctor::lab::scenarios;
 use std::time::Duration;
@@ -24,28 +23,7 @@ pub fn diagnose_scenario(name: &str) -> Option<Diagnosis> {
     let mut started = runner::start(&scenario).unwrap();
     runner::exercise(&mut started).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let options = DiagnoseOptions {
-        url: Some(format!("http://{}/", started.gateway))
-            .filter(|_| !started.plan.gateway_in_netns),
-        nginx_configs: vec![started.nginx.conf.clone()],
-        error_logs: vec![started.nginx.error_log.clone()],
-        access_logs: vec![started.nginx.access_log.clone()],
-        other_logs: started
-            .bench
-            .upstream_logs()
-            .into_iter()
-            .map(|(path, _)| path)
-            .collect(),
-        log_formats: vec![LAB_LOG_FORMAT.to_string()],
-        budget: Duration::from_secs(10),
-        no_host: false,
-    };
-    if std::env::var_os("GWDEBUG").is_some() {
-        eprintln!(
-            "{}",
-            std::fs::read_to_string(&started.nginx.access_log).unwrap_or_default()
-        );
-    }
+    let options = started.diagnose_options();
     let d = diagnose(&options);
     let runner::Started { bench, nginx, .. } = started;
     nginx.stop();

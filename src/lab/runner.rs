@@ -28,6 +28,26 @@ impl Started {
     pub fn url(&self) -> String {
         format!("http://{}/", self.gateway)
     }
+
+    /// What `diagnose` is given for this scenario: its URL (when the gateway is reachable from
+    /// here, not inside a namespace), nginx's configuration and logs, the upstreams' logs.
+    pub fn diagnose_options(&self) -> crate::diagnose::DiagnoseOptions {
+        crate::diagnose::DiagnoseOptions {
+            url: Some(self.url()).filter(|_| !self.plan.gateway_in_netns),
+            nginx_configs: vec![self.nginx.conf.clone()],
+            error_logs: vec![self.nginx.error_log.clone()],
+            access_logs: vec![self.nginx.access_log.clone()],
+            other_logs: self
+                .bench
+                .upstream_logs()
+                .into_iter()
+                .map(|(path, _)| path)
+                .collect(),
+            log_formats: vec![super::nginx::LAB_LOG_FORMAT.to_string()],
+            budget: Duration::from_secs(10),
+            no_host: false,
+        }
+    }
 }
 
 /// One request and what came back.
