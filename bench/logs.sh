@@ -20,8 +20,9 @@ ACCESS="$DIR/access-$SIZE_MB.log"
 ERROR="$DIR/error-$SIZE_MB.log"
 SLICE="$DIR/access-slice-$GOACCESS_MB.log"
 [ -s "$SLICE" ] || head -c "$((GOACCESS_MB * 1024 * 1024))" "$ACCESS" | sed '$d' > "$SLICE"
-cargo build --release --quiet
-G=target/release/gwdoctor
+# GWDOCTOR=path/to/gwdoctor picks a binary; else the release build of this checkout.
+G=${GWDOCTOR:-${CARGO_TARGET_DIR:-target}/release/gwdoctor}
+[ -n "${GWDOCTOR:-}" ] || cargo build --release --quiet
 FORMAT='$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" upstream_addr="$upstream_addr" upstream_status="$upstream_status" upstream_response_time="$upstream_response_time" request_time=$request_time'
 cat "$ACCESS" "$ERROR" "$SLICE" > /dev/null   # warm the page cache for everyone
 

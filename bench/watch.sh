@@ -4,13 +4,21 @@
 # and 1,000 log lines/s appended (900 access-log lines, 100 error-log lines naming upstream
 # causes), for DURATION seconds (default 60).
 # Targets: RSS under 30 MB, CPU under 2 % of one core.
-# Needs: nginx, python3. Builds the release binary first.
+# Needs: nginx, python3 (and openssl with SCHEME=https). Builds the release binary first.
 #   bench/watch.sh [DURATION]
+#   SCHEME=https bench/watch.sh      the 10 targets over TLS (a CA made for the run, --ca-file):
+#                                    a full handshake per probe, as watch makes them
+#   GWDOCTOR_BIN=path bench/watch.sh measure that binary instead (no build), e.g. to compare
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-60}
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/gwdoctor
+scheme=${SCHEME:-http}
+if [ -n "${GWDOCTOR_BIN:-}" ]; then
+  bin=$GWDOCTOR_BIN
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-target}/release/gwdoctor
+fi
 dir=$(mktemp -d /tmp/gwdoctor-watch-bench.XXXXXX)
 pids=()
 cleanup() {
@@ -31,13 +39,30 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 )
 mkdir -p "$dir/tmp"
+listen_opts=""
+tls_conf=""
+ca_args=()
+if [ "$scheme" = https ]; then
+  # A CA and a leaf for 127.0.0.1 (P-256), valid for the run only.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" -subj /CN=gwdoctor-bench-ca \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$dir/leaf.key" -out "$dir/leaf.csr" -subj /CN=127.0.0.1 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n' >"$dir/leaf.ext"
+  openssl x509 -req -in "$dir/leaf.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/leaf.ext" -out "$dir/leaf.pem" 2>/dev/null
+  listen_opts=" ssl"
+  tls_conf="ssl_certificate $dir/leaf.pem; ssl_certificate_key $dir/leaf.key;"
+  ca_args=(--ca-file "$dir/ca.pem")
+fi
 {
   echo "worker_processes 1; pid $dir/nginx.pid; error_log $dir/nginx-error.log warn; daemon on;"
   [ "$(id -u)" = 0 ] && echo "user www-data www-data;"
   echo "events { worker_connections 256; }"
   echo "http { access_log off; client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp;"
   echo "  fastcgi_temp_path $dir/tmp; uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;"
-  for p in $ports; do echo "  server { listen 127.0.0.1:$p; location / { return 200 \"ok\\n\"; } }"; done
+  for p in $ports; do echo "  server { listen 127.0.0.1:$p$listen_opts; $tls_conf location / { return 200 \"ok\\n\"; } }"; done
   echo "}"
 } >"$dir/nginx.conf"
 nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log"
@@ -45,8 +70,8 @@ nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log"
 : >"$dir/error.log"
 
 urls=()
-for p in $ports; do urls+=("http://127.0.0.1:$p/"); done
-"$bin" watch "${urls[@]}" --interval 1s --listen 127.0.0.1:0 \
+for p in $ports; do urls+=("$scheme://127.0.0.1:$p/"); done
+"$bin" watch "${urls[@]}" "${ca_args[@]}" --interval 1s --listen 127.0.0.1:0 \
   --access-log "$dir/access.log" --error-log "$dir/error.log" 2>"$dir/watch.err" &
 watch_pid=$!
 pids+=("$watch_pid")
@@ -92,12 +117,13 @@ addr=$(grep -o 'http://[0-9.:]*/' "$dir/watch.err" | head -1)
 metrics=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1] + 'metrics', timeout=5).read().decode())" "$addr")
 lines=$(echo "$metrics" | awk '/^gwdoctor_log_lines_total/ {s += $2} END {print s + 0}')
 probes=$(echo "$metrics" | awk '/^gwdoctor_probe_duration_seconds_count.*phase="total"/ {s += $2} END {print s + 0}')
-python3 - "$c0" "$c1" "$t0" "$t1" "$ticks" "$max_rss" "$hwm" "$lines" "$probes" "$duration" <<'PY'
+failures=$(echo "$metrics" | awk '/^gwdoctor_probe_failures_total/ {s += $2} END {print s + 0}')
+python3 - "$c0" "$c1" "$t0" "$t1" "$ticks" "$max_rss" "$hwm" "$lines" "$probes" "$duration" "$scheme" "$failures" <<'PY'
 import sys
-c0, c1, t0, t1, ticks, rss, hwm, lines, probes, duration = sys.argv[1:]
+c0, c1, t0, t1, ticks, rss, hwm, lines, probes, duration, scheme, failures = sys.argv[1:]
 cpu = (float(c1) - float(c0)) / float(ticks) / (float(t1) - float(t0)) * 100
-print(f"gwdoctor watch, 10 targets every 1 s, 1000 log lines/s, {duration} s:")
+print(f"gwdoctor watch, 10 {scheme} targets every 1 s, 1000 log lines/s, {duration} s:")
 print(f"  CPU {cpu:.2f} % of one core (target < 2 %)")
 print(f"  RSS max {int(rss) / 1024:.1f} MB while measured, peak (VmHWM) {int(hwm) / 1024:.1f} MB (target < 30 MB)")
-print(f"  read {int(float(lines))} log lines, ran {int(float(probes))} probes since start")
+print(f"  read {int(float(lines))} log lines, ran {int(float(probes))} probes since start, {int(float(failures))} failed")
 PY

@@ -43,11 +43,24 @@ fn bad_configurations_exit_2_naming_file_and_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("watch.toml"));
 
     let out = gwdoctor()
-        .args(["watch", "https://127.0.0.1/"])
+        .args(["watch", "ftp://127.0.0.1/"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("https"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https://"));
+
+    // A CA file that is not there is named.
+    let out = gwdoctor()
+        .args([
+            "watch",
+            "https://127.0.0.1:1/",
+            "--ca-file",
+            "/nonexistent/ca.pem",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ca.pem"));
 
     let out = gwdoctor()
         .args(["watch", "http://127.0.0.1:1/", "--interval", "1 fortnight"])

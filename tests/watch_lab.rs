@@ -288,6 +288,7 @@ fn healthy_broken_healed_alerts_and_resolves() {
             })
             .collect(),
         tail_every: Duration::from_millis(100),
+        ca_files: Vec::new(),
     };
     let watch = rt.block_on(Watch::start(config, Lang::En)).unwrap();
     let page = watch.addr;

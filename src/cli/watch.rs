@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct WatchArgs {
-    /// URLs to probe (http://). With --config, the file's targets are used instead.
+    /// URLs to probe (http:// or https://). With --config, the file's targets are used instead.
     #[arg(value_name = "URL", conflicts_with = "config")]
     urls: Vec<String>,
     /// Read everything from this TOML file (see docs/WATCH.md).
@@ -43,7 +43,11 @@ pub struct WatchArgs {
         conflicts_with = "config"
     )]
     listen: String,
-    /// POST alerts here (http://); repeatable.
+    /// A PEM file of certificate authorities trusted for https targets and webhooks besides the
+    /// system's roots (a private CA); repeatable.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    ca_file: Vec<PathBuf>,
+    /// POST alerts here (http:// or https://); repeatable.
     #[arg(long, value_name = "URL", conflicts_with = "config")]
     webhook: Vec<String>,
     /// The shape of the webhook body.
@@ -93,6 +97,7 @@ pub fn config(args: &WatchArgs) -> Result<WatchConfig, Failure> {
         error_logs: args.error_log.clone(),
         access_logs: args.access_log.clone(),
         log_format: args.log_format.clone(),
+        ca_files: args.ca_file.clone(),
         listen: args.listen.parse::<SocketAddr>().map_err(|_| {
             Failure::Usage(format!(
                 "watch: --listen {:?}: expected IP:PORT, e.g. 127.0.0.1:9150",

@@ -5,7 +5,7 @@ use super::findings::{check_json, checks_text, finding_json, finding_text};
 use super::text::{styled, wrapped, BOLD, CAUSE, DIM};
 use crate::catalog::catalog;
 use crate::collect::logs::scan::ScanResult;
-use crate::collect::logs::tally::{LineRef, Tally};
+use crate::collect::logs::tally::{LineRef, PhpCulprit, Tally, UpstreamTally};
 use crate::collect::logs::time;
 use crate::i18n::{label, Lang};
 use crate::redact::redact;
@@ -90,6 +90,24 @@ fn correlation_sentence(c: &Correlation, lang: Lang, result: &ScanResult) -> Str
             location(result, &c.cause_line)
         ),
     }
+}
+
+/// The access log's upstreams, busiest first (ties by address, so reports are stable).
+fn upstreams_by_attempts(t: &Tally) -> Vec<(&String, &UpstreamTally)> {
+    let mut ups: Vec<_> = t.access.upstreams.iter().collect();
+    ups.sort_by(|a, b| b.1.attempts.cmp(&a.1.attempts).then(a.0.cmp(b.0)));
+    ups
+}
+
+/// PHP culprits, most fatal errors first.
+fn php_by_severity(t: &Tally) -> Vec<(&String, &PhpCulprit)> {
+    let mut php: Vec<_> = t.php.iter().collect();
+    php.sort_by(|a, b| {
+        (b.1.fatal, b.1.count)
+            .cmp(&(a.1.fatal, a.1.count))
+            .then(a.0.cmp(b.0))
+    });
+    php
 }
 
 fn sorted<'a, K: Ord + Clone + 'a, V: Ord + Copy + 'a>(
@@ -196,9 +214,7 @@ pub fn text(view: &LogsView) -> String {
                 "  {:<28} {:>9} {:>6} {:>8} {:>8} {:>8}",
                 "address", "attempts", "5xx%", "p50", "p95", "p99"
             );
-            let mut ups: Vec<_> = t.access.upstreams.iter().collect();
-            ups.sort_by_key(|u| std::cmp::Reverse(u.1.attempts));
-            for (addr, u) in ups.into_iter().take(view.top) {
+            for (addr, u) in upstreams_by_attempts(t).into_iter().take(view.top) {
                 let q = |p: f64| {
                     u.times
                         .quantile(p)
@@ -229,9 +245,7 @@ pub fn text(view: &LogsView) -> String {
             "PHP errors by code (plugin, theme, file)",
             "PHP 错误按代码归类（插件、主题、文件）",
         );
-        let mut php: Vec<_> = t.php.iter().collect();
-        php.sort_by_key(|p| std::cmp::Reverse((p.1.fatal, p.1.count)));
-        for (culprit, p) in php.into_iter().take(view.top) {
+        for (culprit, p) in php_by_severity(t).into_iter().take(view.top) {
             let _ = writeln!(
                 out,
                 "  {:>6} ({} fatal)  {}",
@@ -324,9 +338,14 @@ pub fn json(view: &LogsView) -> Value {
         .filter(|(_, c)| c.primary > 0)
         .map(|(k, c)| (k.to_string(), json!(c.primary)))
         .collect();
-    let details: Vec<Value> = t
-        .causes
-        .iter()
+    let mut by_count: Vec<_> = t.causes.iter().collect();
+    by_count.sort_by(|a, b| {
+        (b.1.primary, b.1.mentions)
+            .cmp(&(a.1.primary, a.1.mentions))
+            .then(a.0.cmp(b.0))
+    });
+    let details: Vec<Value> = by_count
+        .into_iter()
         .map(|(k, c)| {
             json!({
                 "cause": k, "count": c.primary, "mentions": c.mentions,
@@ -349,12 +368,12 @@ pub fn json(view: &LogsView) -> Value {
         "requests": t.access.requests,
         "hidden_retries": t.access.hidden_retries,
         "timeline": {"bucket_seconds": width, "buckets": buckets.iter().map(|b| json!({"start": time::format(b.start), "requests": b.requests, "errors": b.errors})).collect::<Vec<_>>()},
-        "upstreams": t.access.upstreams.iter().map(|(a, u)| json!({
+        "upstreams": upstreams_by_attempts(t).into_iter().map(|(a, u)| json!({
             "address": a, "attempts": u.attempts, "errors": u.errors,
             "p50": u.times.quantile(0.5), "p95": u.times.quantile(0.95), "p99": u.times.quantile(0.99),
         })).collect::<Vec<_>>(),
         "top_paths_5xx": sorted(t.access.paths_5xx.iter(), view.top).into_iter().map(|(p, n)| json!({"path": redact(&p), "count": n})).collect::<Vec<_>>(),
-        "php": t.php.iter().map(|(k, p)| json!({"culprit": k, "count": p.count, "fatal": p.fatal, "example": p.example.as_ref().map(line)})).collect::<Vec<_>>(),
+        "php": php_by_severity(t).into_iter().map(|(k, p)| json!({"culprit": k, "count": p.count, "fatal": p.fatal, "example": p.example.as_ref().map(line)})).collect::<Vec<_>>(),
         "correlation": view.verdict.correlation.as_ref().map(|c| json!({
             "onset": time::format(c.onset), "onset_line": line(&c.onset_line), "cause": c.cause,
             "cause_time": time::format(c.cause_time), "cause_line": line(&c.cause_line),

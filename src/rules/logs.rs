@@ -112,7 +112,7 @@ pub fn judge(result: &ScanResult) -> LogVerdict {
             ));
         }
         let mut upstreams: Vec<(&String, &u64)> = c.upstreams.iter().collect();
-        upstreams.sort_by(|a, b| b.1.cmp(a.1));
+        upstreams.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         if !upstreams.is_empty() {
             let list: Vec<String> = upstreams
                 .iter()
@@ -126,13 +126,18 @@ pub fn judge(result: &ScanResult) -> LogVerdict {
         if id == "no-live-upstreams" {
             // What the clients got is certain; why the servers were marked down is what the
             // failures before it say, named beside it.
-            let underneath: Vec<String> = tally
+            let mut failures: Vec<(&str, u64)> = tally
                 .causes
                 .iter()
                 .filter(|(other, o)| {
                     **other != id && o.primary > 0 && o.kinds.contains(&"nginx-error")
                 })
-                .map(|(other, o)| format!("{other} ({} lines)", o.primary))
+                .map(|(other, o)| (*other, o.primary))
+                .collect();
+            failures.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let underneath: Vec<String> = failures
+                .iter()
+                .map(|(other, n)| format!("{other} ({n} lines)"))
                 .collect();
             if !underneath.is_empty() {
                 finding.confidence = 0.95;

@@ -8,10 +8,11 @@
 
 use super::config::{Webhook, WebhookFormat};
 use super::metrics::Metrics;
-use super::probe::{post, ProbeUrl};
+use super::probe::{parse_url, Prober};
 use crate::findings::Evidence;
 use crate::i18n::Lang;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -226,6 +227,7 @@ impl Outbox {
 pub fn start_sender(
     webhooks: Vec<Webhook>,
     metrics: Metrics,
+    prober: Arc<Prober>,
 ) -> (Outbox, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Alert>(QUEUE);
     let outbox = Outbox {
@@ -235,7 +237,7 @@ pub fn start_sender(
     let task = tokio::spawn(async move {
         while let Some(alert) = rx.recv().await {
             for hook in &webhooks {
-                let ok = deliver(hook, &alert).await;
+                let ok = deliver(&prober, hook, &alert).await;
                 metrics.webhook(if ok { "ok" } else { "failed" });
             }
         }
@@ -243,14 +245,17 @@ pub fn start_sender(
     (outbox, task)
 }
 
-async fn deliver(hook: &Webhook, alert: &Alert) -> bool {
-    let Ok(url) = ProbeUrl::parse(&hook.url) else {
+async fn deliver(prober: &Prober, hook: &Webhook, alert: &Alert) -> bool {
+    let Ok(url) = parse_url(&hook.url) else {
         return false;
     };
     let body = alert.body(hook.format).to_string();
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
-        match post(&url, "application/json", body.as_bytes(), POST_DEADLINE).await {
+        match prober
+            .post(&url, "application/json", body.as_bytes(), POST_DEADLINE)
+            .await
+        {
             Ok(_) => return true,
             Err(e) => {
                 eprintln!(

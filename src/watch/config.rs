@@ -4,8 +4,10 @@
 //! interval = "1s"              # how often each target is probed
 //! listen = "127.0.0.1:9150"    # status page and /metrics
 //!
+//! ca_files = ["/etc/ssl/private-ca.pem"]   # optional; trusted besides the system's roots
+//!
 //! [[target]]
-//! url = "http://127.0.0.1:8080/health"
+//! url = "https://shop.example/health"
 //! name = "shop"                # optional; the label in metrics and alerts
 //! timeout = "5s"
 //!
@@ -44,6 +46,9 @@ pub struct WatchConfig {
     pub webhooks: Vec<Webhook>,
     /// How often the logs are read (rotation is noticed at this pace too).
     pub tail_every: Duration,
+    /// PEM files of certificate authorities trusted for https targets and webhooks, besides
+    /// the system's roots (a private CA).
+    pub ca_files: Vec<PathBuf>,
 }
 
 /// One URL probed on every interval.
@@ -109,6 +114,7 @@ impl Default for WatchConfig {
             alert: AlertRules::default(),
             webhooks: Vec::new(),
             tail_every: Duration::from_millis(250),
+            ca_files: Vec::new(),
         }
     }
 }
@@ -123,6 +129,8 @@ pub struct ConfigError(pub String);
 struct File {
     interval: Option<String>,
     listen: Option<String>,
+    #[serde(default)]
+    ca_files: Vec<PathBuf>,
     #[serde(default)]
     target: Vec<FileTarget>,
     #[serde(default)]
@@ -226,6 +234,10 @@ impl WatchConfig {
                     .map_err(|e| ConfigError(format!("{}: {e}", key_line("url"))))?,
             );
         }
+        config.ca_files = file.ca_files;
+        config
+            .trust_anchors()
+            .map_err(|e| ConfigError(format!("{}: ca_files: {e}", key_line("ca_files"))))?;
         config.error_logs = file.logs.error;
         config.access_logs = file.logs.access;
         config.log_format = file.logs.format;
@@ -276,18 +288,29 @@ impl WatchConfig {
         if a.failed_probes == 0 {
             return Err("alert failed_probes must be at least 1".into());
         }
+        self.trust_anchors()?;
         if let Some(format) = &self.log_format {
             crate::collect::logs::formats::access::LogFormat::compile("logs.format", format)
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
+
+    /// The certificates of `ca_files` (read at start; a file that cannot be read or holds no
+    /// PEM certificate is an error naming it).
+    pub fn trust_anchors(&self) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+        let mut all = Vec::new();
+        for path in &self.ca_files {
+            all.extend(crate::collect::probe::tls::read_ca_file(path)?);
+        }
+        Ok(all)
+    }
 }
 
 impl Target {
-    /// A target for `url` (checked: `http://` only, a host, a port that fits).
+    /// A target for `url` (checked: `http://` or `https://`, a host, a port that fits).
     pub fn new(url: &str, name: Option<String>, timeout: Duration) -> Result<Target, String> {
-        super::probe::ProbeUrl::parse(url)?;
+        super::probe::parse_url(url)?;
         Ok(Target {
             name: name.unwrap_or_else(|| crate::redact::redact(url).into_owned()),
             url: url.to_string(),
@@ -301,11 +324,12 @@ pub fn default_timeout(interval: Duration) -> Duration {
     interval.clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
-/// Webhooks are posted with gwdoctor's own small HTTP/1.1 client: plain `http://`.
+/// Webhooks are posted over `http://` or `https://` (verified against the system's roots and
+/// `ca_files`).
 pub fn check_webhook_url(url: &str) -> Result<(), String> {
-    super::probe::ProbeUrl::parse(url).map(|_| ()).map_err(|e| {
-        format!("webhook {e}; for an https endpoint (Slack), post through a local relay")
-    })
+    super::probe::parse_url(url)
+        .map(|_| ())
+        .map_err(|e| format!("webhook {e}"))
 }
 
 /// `1s`, `500ms`, `5m`, `1h`, or a bare number of seconds.
@@ -378,6 +402,15 @@ mod tests {
         assert!(e.0.starts_with("w.toml:1:"), "{e}");
         let e = WatchConfig::from_toml("w.toml", "").unwrap_err();
         assert!(e.0.contains("nothing to watch"), "{e}");
+        let e = WatchConfig::from_toml(
+            "w.toml",
+            "interval = \"1s\"\nca_files = [\"/nonexistent/ca.pem\"]\n[[target]]\nurl = \"https://127.0.0.1/\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("w.toml:2:") && e.0.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -25,6 +25,24 @@ fn phase_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
+/// Where a response was seen: the `source` label of `gwdoctor_responses_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// watch's own probe.
+    Probe,
+    /// A line of an access log.
+    AccessLog,
+}
+
+impl Source {
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Probe => "probe",
+            Source::AccessLog => "access_log",
+        }
+    }
+}
+
 /// The series, cheap to clone (each is an `Arc` inside).
 #[derive(Clone)]
 pub struct Metrics {
@@ -36,6 +54,7 @@ pub struct Metrics {
     log_lines: Family<Labels, Counter>,
     log_rotations: Family<Labels, Counter>,
     target_up: Family<Labels, Gauge>,
+    cert_expiry: Family<Labels, Gauge>,
     error_ratio: FloatGauge,
     last_diagnosis: Family<Labels, FloatGauge>,
     alert_firing: Gauge,
@@ -60,6 +79,7 @@ impl Metrics {
             log_lines: Family::default(),
             log_rotations: Family::default(),
             target_up: Family::default(),
+            cert_expiry: Family::default(),
             error_ratio: FloatGauge::default(),
             last_diagnosis: Family::default(),
             alert_firing: Gauge::default(),
@@ -72,12 +92,12 @@ impl Metrics {
         );
         registry.register(
             "gwdoctor_responses",
-            "Responses by status: from probes (target = the target's name) and access logs (target = the log file)",
+            "Responses by status and source: source=\"probe\" (target = the target's name) or source=\"access_log\" (target = the log file). A probe through the watched gateway is in both: compute a 5xx share from one source",
             m.responses.clone(),
         );
         registry.register(
             "gwdoctor_probe_failures",
-            "Probes that got no good answer, by reason (refused, connect-timeout, timeout, reset, closed, bad-response, http-5xx, dns, ...)",
+            "Probes that got no good answer, by reason (refused, connect-timeout, no-response, reset, empty-reply, cert-expired, cert-unknown-issuer, cert-wrong-name, tls-alert, http-5xx, dns-nxdomain, ...)",
             m.probe_failures.clone(),
         );
         registry.register(
@@ -99,6 +119,11 @@ impl Metrics {
             "gwdoctor_target_up",
             "1 when the target's last probe got an answer below 500",
             m.target_up.clone(),
+        );
+        registry.register(
+            "gwdoctor_cert_expiry_timestamp_seconds",
+            "Unix time of the earliest notAfter among the certificates an https target presented, as of the last probe that got them (also when they did not verify)",
+            m.cert_expiry.clone(),
         );
         registry.register(
             "gwdoctor_5xx_ratio",
@@ -140,13 +165,21 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn response(&self, target: &str, status: u16) {
+    pub fn response(&self, source: Source, target: &str, status: u16) {
         self.responses
             .get_or_create(&labels([
+                ("source", source.label()),
                 ("target", target),
                 ("status", &status.to_string()),
             ]))
             .inc();
+    }
+
+    /// The certificate of `target` expires at `unix` seconds.
+    pub fn cert_expiry(&self, target: &str, unix: i64) {
+        self.cert_expiry
+            .get_or_create(&labels([("target", target)]))
+            .set(unix);
     }
 
     pub fn probe_failure(&self, target: &str, reason: &str) {
@@ -215,15 +248,23 @@ mod tests {
     #[test]
     fn series_are_exposed_with_their_labels() {
         let m = Metrics::new();
-        m.response("shop", 502);
+        m.response(Source::Probe, "shop", 502);
+        m.response(Source::AccessLog, "/var/log/nginx/access.log", 200);
+        m.cert_expiry("shop", 1_800_000_000);
         m.probe_failure("shop", "refused");
         m.upstream_error("upstream-refused", "127.0.0.1:9000");
         m.probe_phase("shop", "connect", 0.002);
         m.diagnosis(&[("upstream-refused".into(), 0.9)]);
         let text = m.encode();
         assert!(
-            text.contains(r#"gwdoctor_responses_total{target="shop",status="502"} 1"#),
+            text.contains(
+                r#"gwdoctor_responses_total{source="probe",target="shop",status="502"} 1"#
+            ),
             "{text}"
+        );
+        assert!(text.contains(r#"gwdoctor_responses_total{source="access_log",target="/var/log/nginx/access.log",status="200"} 1"#));
+        assert!(
+            text.contains(r#"gwdoctor_cert_expiry_timestamp_seconds{target="shop"} 1800000000"#)
         );
         assert!(text.contains(r#"gwdoctor_probe_failures_total{target="shop",reason="refused"} 1"#));
         assert!(text.contains(

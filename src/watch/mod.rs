@@ -131,6 +131,9 @@ pub struct TargetState {
     pub consecutive_failures: u32,
     pub probes: u64,
     pub failures: u64,
+    /// The certificate of an https target, as the last probe that got one saw it (kept while
+    /// later probes fail before the handshake, so the expiry stays known).
+    pub cert: Option<probe::CertFacts>,
 }
 
 /// What is known about one log file.
@@ -182,6 +185,8 @@ pub struct Shared {
     pub lang: Lang,
     /// The status page's address, for links in alerts.
     pub page_url: String,
+    /// Probes the targets and posts the webhooks (one set of trust anchors for all).
+    pub prober: Arc<probe::Prober>,
     outbox: Outbox,
     host: String,
 }
@@ -225,8 +230,24 @@ impl Watch {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError(e.to_string()))?;
+        let prober = Arc::new(probe::Prober::new(
+            config.trust_anchors().map_err(StartError)?,
+        ));
+        let https = config
+            .targets
+            .iter()
+            .map(|t| &t.url)
+            .chain(config.webhooks.iter().map(|w| &w.url))
+            .any(|u| u.starts_with("https://"));
+        if https {
+            // Reading the system's trust store is file work: done once, off the async workers,
+            // before the first probe (which would otherwise count it in its handshake).
+            let p = prober.clone();
+            let _ = tokio::task::spawn_blocking(move || p.load_anchors()).await;
+        }
         let metrics = Metrics::new();
-        let (outbox, sender) = alert::start_sender(config.webhooks.clone(), metrics.clone());
+        let (outbox, sender) =
+            alert::start_sender(config.webhooks.clone(), metrics.clone(), prober.clone());
         let now = unix_now();
         let state = State {
             started: now,
@@ -244,6 +265,7 @@ impl Watch {
                     consecutive_failures: 0,
                     probes: 0,
                     failures: 0,
+                    cert: None,
                 })
                 .collect(),
             logs: Vec::new(),
@@ -258,6 +280,7 @@ impl Watch {
         let shared = Arc::new(Shared {
             page_url: format!("http://{addr}/"),
             host: hostname(),
+            prober,
             config,
             metrics,
             state: Mutex::new(state),
@@ -343,20 +366,23 @@ fn hostname() -> String {
 async fn probe_loop(shared: Arc<Shared>, index: usize) {
     let target = shared.config.targets[index].clone();
     // Validated when the configuration was built.
-    let Ok(url) = probe::ProbeUrl::parse(&target.url) else {
+    let Ok(url) = probe::parse_url(&target.url) else {
         return;
     };
     let mut ticks = tokio::time::interval(shared.config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let result = probe::probe(&url, target.timeout).await;
+        let result = shared.prober.probe(&url, target.timeout).await;
         let m = &shared.metrics;
         for (phase, seconds) in &result.phases {
             m.probe_phase(&target.name, phase, *seconds);
         }
         if let Some(status) = result.status {
-            m.response(&target.name, status);
+            m.response(metrics::Source::Probe, &target.name, status);
+        }
+        if let Some(cert) = &result.cert {
+            m.cert_expiry(&target.name, cert.expires);
         }
         if let Some(reason) = result.failure {
             m.probe_failure(&target.name, reason);
@@ -377,6 +403,9 @@ async fn probe_loop(shared: Arc<Shared>, index: usize) {
         t.last_status = result.status;
         t.last_detail = crate::redact::redact(&result.detail).into_owned();
         t.up = Some(result.failure.is_none());
+        if result.cert.is_some() {
+            t.cert = result.cert;
+        }
         match result.failure {
             Some(reason) => {
                 t.failures += 1;
@@ -467,7 +496,7 @@ fn tail_loop(
             for fact in &facts {
                 match fact {
                     LineFacts::Status(s) => {
-                        m.response(&file, *s);
+                        m.response(metrics::Source::AccessLog, &file, *s);
                         state.seconds.record(now, *s >= 500);
                         state.minutes.record(now, *s >= 500);
                     }

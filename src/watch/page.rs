@@ -4,6 +4,7 @@
 //! terminal browser alike. It refreshes itself every 10 s.
 
 use super::{unix_now, Shared, CHART_MINUTES};
+use crate::collect::probe::tls::EXPIRY_WARNING_DAYS;
 use crate::i18n::Lang;
 use axum::extract::State as Extract;
 use axum::http::header;
@@ -83,7 +84,7 @@ pub fn esc(text: &str) -> String {
 
 const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:24px;color:#1d2127;background:#fafafa}\
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:24px 0 8px}\
-.muted{color:#667}.ok{color:#0a7d32}.bad{color:#c0262d}.unk{color:#8a6d00}\
+.muted{color:#667}.ok{color:#0a7d32}.bad{color:#c0262d}.unk{color:#8a6d00}.warn{color:#a35a00}\
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #dde;padding:5px 9px;text-align:left;vertical-align:top}\
 .banner{padding:10px 14px;border-radius:6px;margin:12px 0;font-weight:600}\
 .banner.ok{background:#e3f6e8}.banner.bad{background:#fbe3e4}\
@@ -142,18 +143,19 @@ pub fn render(shared: &Shared, now: i64) -> String {
     // Targets.
     let _ = write!(
         h,
-        "<h2>{}</h2><table id=\"targets\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        "<h2>{}</h2><table id=\"targets\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
         t(lang, "Targets", "探测目标"),
         t(lang, "target", "目标"),
         t(lang, "state", "状态"),
         t(lang, "last probe", "最近一次探测"),
+        t(lang, "certificate", "证书"),
         t(lang, "failures in a row", "连续失败"),
         t(lang, "probes / failed", "探测次数 / 失败"),
     );
     if state.targets.is_empty() {
         let _ = write!(
             h,
-            "<tr><td colspan=\"5\" class=\"muted\">{}</td></tr>",
+            "<tr><td colspan=\"6\" class=\"muted\">{}</td></tr>",
             t(lang, "no target: logs only", "没有探测目标：只监视日志")
         );
     }
@@ -170,10 +172,11 @@ pub fn render(shared: &Shared, now: i64) -> String {
             .unwrap_or_default();
         let _ = write!(
             h,
-            "<tr><td><b>{}</b><br><code>{}</code></td><td class=\"{class}\"><b>{word}</b>{why}</td><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
+            "<tr><td><b>{}</b><br><code>{}</code></td><td class=\"{class}\"><b>{word}</b>{why}</td><td>{}</td>{}<td>{}</td><td>{} / {}</td></tr>",
             esc(&target.name),
             esc(&target.url),
             esc(&target.last_detail),
+            cert_cell(target, now, lang),
             target.consecutive_failures,
             target.probes,
             target.failures
@@ -365,6 +368,54 @@ pub fn render(shared: &Shared, now: i64) -> String {
         "<p class=\"muted\"><a href=\"/metrics\">/metrics</a> · <a href=\"/api/status\">/api/status</a></p></body></html>"
     );
     h
+}
+
+/// The certificate column: when it expires and in how many days, coloured by urgency (red:
+/// expired or not verified, amber: under [`EXPIRY_WARNING_DAYS`] days), the subject and names
+/// in the tooltip.
+fn cert_cell(target: &super::TargetState, now: i64, lang: Lang) -> String {
+    let Some(c) = &target.cert else {
+        let text = if target.url.starts_with("https://") {
+            t(lang, "none seen yet", "尚未获取")
+        } else {
+            t(lang, "plain http", "明文 http")
+        };
+        return format!("<td class=\"cert muted\">{text}</td>");
+    };
+    let expired = c.expires <= now;
+    let days = super::probe::whole_days(c.expires - now).abs();
+    let class = if expired || !c.verified {
+        "bad"
+    } else if days < EXPIRY_WARNING_DAYS {
+        "warn"
+    } else {
+        "ok"
+    };
+    let unit = |n: i64| if n == 1 { "day" } else { "days" };
+    let when = if expired {
+        match lang {
+            Lang::En if days == 0 => "expired today".to_string(),
+            Lang::En => format!("expired {days} {} ago", unit(days)),
+            Lang::Zh if days == 0 => "今天已过期".to_string(),
+            Lang::Zh => format!("已过期 {days} 天"),
+        }
+    } else {
+        match lang {
+            Lang::En => format!("{days} {} left", unit(days)),
+            Lang::Zh => format!("剩余 {days} 天"),
+        }
+    };
+    let problem = c
+        .problem
+        .map(|p| format!("<br><code>{}</code>", esc(p)))
+        .unwrap_or_default();
+    format!(
+        "<td class=\"cert {class}\" title=\"{}: {}\"><b>{when}</b><br>{} {} UTC{problem}</td>",
+        esc(&c.subject),
+        esc(&c.names.join(", ")),
+        t(lang, "until", "有效期至"),
+        crate::collect::logs::time::format(c.expires),
+    )
 }
 
 /// Bars of 5xx per minute (red) over all responses per minute (grey), oldest left.

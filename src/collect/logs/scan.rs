@@ -11,10 +11,9 @@ use super::formats::detect::{self, LogKind};
 use super::formats::nginx_error::Head;
 use super::formats::{json_access, nginx_error};
 use super::source::LogFile;
-use super::tally::{LineRef, Tally, MAX_UNKNOWN_EXAMPLES};
+use super::tally::{LineRef, Tally, UpstreamTally, MAX_UNKNOWN_EXAMPLES};
 use super::time;
 use crate::catalog::{catalog, signatures, Signature};
-use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use std::io::Read;
 use std::sync::Arc;
@@ -108,68 +107,33 @@ fn scan_file(
     progress: &(dyn Fn(u64) + Sync),
 ) -> (Tally, FileSummary) {
     let mut blocks = Blocks::new(reader);
+    let first = blocks.next_into(Vec::new());
+    let context = first.as_ref().map(|first| {
+        let sample: Vec<&[u8]> = first.data()[..first.len.min(SAMPLE)]
+            .split(|&b| b == b'\n')
+            .take(SAMPLE_LINES)
+            .collect();
+        let kind = detect::detect(&sample, formats);
+        let format = match kind {
+            LogKind::Access(i) => formats.get(i),
+            _ => None,
+        };
+        Context {
+            file: index,
+            kind,
+            format,
+            options,
+        }
+    });
     let mut tally = Tally::default();
     let mut warning = None;
-    let mut context: Option<Context> = None;
-    let mut lines_before = 0u64;
-    let batch_size = rayon::current_num_threads().max(1) * 2;
-    loop {
-        let mut batch = Vec::with_capacity(batch_size);
-        let mut ended = false;
-        while batch.len() < batch_size {
-            match blocks.next() {
-                Ok(Some(block)) => batch.push(block),
-                Ok(None) => {
-                    ended = true;
-                    break;
-                }
-                Err(e) => {
-                    warning = Some(format!(
-                        "reading stopped at line {}: {e}",
-                        lines_before
-                            + 1
-                            + batch.iter().map(|b: &Vec<u8>| count_lines(b)).sum::<u64>()
-                    ));
-                    ended = true;
-                    break;
-                }
-            }
+    if let (Some(ctx), Some(first)) = (&context, first) {
+        let lines = pipeline(ctx, first, &mut blocks, &mut tally, progress);
+        if let Some(e) = blocks.error.take() {
+            warning = Some(format!("reading stopped after line {lines}: {e}"));
         }
-        if context.is_none() {
-            let Some(first) = batch.first() else { break };
-            let sample: Vec<&[u8]> = first[..first.len().min(SAMPLE)]
-                .split(|&b| b == b'\n')
-                .take(SAMPLE_LINES)
-                .collect();
-            let kind = detect::detect(&sample, formats);
-            let format = match kind {
-                LogKind::Access(i) => formats.get(i),
-                _ => None,
-            };
-            context = Some(Context {
-                file: index,
-                kind,
-                format,
-                options,
-            });
-        }
-        let ctx = context.as_ref().expect("set above");
-        let counted: Vec<(Tally, u64)> = batch
-            .par_iter()
-            .map(|block| scan_block(ctx, block))
-            .collect();
-        for (mut t, lines) in counted {
-            t.shift(lines_before);
-            lines_before += lines;
-            tally.merge(t);
-        }
-        progress(blocks.take_read());
-        if ended {
-            break;
-        }
-    }
-    if let Some(e) = blocks.error.take() {
-        warning = Some(format!("reading stopped after line {lines_before}: {e}"));
+    } else if let Some(e) = blocks.error.take() {
+        warning = Some(format!("reading stopped at line 1: {e}"));
     }
     let (kind, format) = context.map_or(("empty", None), |c| {
         (c.kind.name(), c.format.map(|f| f.name.clone()))
@@ -185,9 +149,99 @@ fn scan_file(
     (tally, summary)
 }
 
-fn count_lines(block: &[u8]) -> u64 {
-    let newlines = memchr::memchr_iter(b'\n', block).count() as u64;
-    newlines + u64::from(block.last().is_some_and(|&b| b != b'\n'))
+/// Counts a file's blocks on every core while one thread reads (and decompresses) ahead, and
+/// merges their tallies in file order. A fixed set of buffers circulates between the reader,
+/// the workers and the merge, so memory is bounded however large the file and however uneven
+/// the blocks; reusing them also spares the page faults of fresh allocations. Returns the
+/// number of lines.
+fn pipeline(
+    ctx: &Context,
+    first: Block,
+    blocks: &mut Blocks,
+    tally: &mut Tally,
+    progress: &(dyn Fn(u64) + Sync),
+) -> u64 {
+    use std::sync::mpsc::{channel, sync_channel};
+    let workers = rayon::current_num_threads().max(1);
+    let buffers = workers * 2 + 1;
+    let mut lines_before = 0u64;
+    let (block_tx, block_rx) = sync_channel::<(u64, Block)>(buffers);
+    let block_rx = std::sync::Mutex::new(block_rx);
+    let read = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        let (done_tx, done_rx) = channel::<(u64, Tally, u64, Block)>();
+        let (spare_tx, spare_rx) = channel::<Vec<u8>>();
+        let read = &read;
+        s.spawn(move || {
+            let mut sequence = 0u64;
+            let mut next = Some(first);
+            let mut allocated = 1;
+            while let Some(block) = next {
+                if block_tx.send((sequence, block)).is_err() {
+                    return;
+                }
+                sequence += 1;
+                // A new buffer while fewer than `buffers` exist, else wait for a spare one.
+                let buf = if allocated < buffers {
+                    allocated += 1;
+                    spare_rx.try_recv().unwrap_or_default()
+                } else {
+                    match spare_rx.recv() {
+                        Ok(buf) => buf,
+                        Err(_) => return,
+                    }
+                };
+                next = blocks.next_into(buf);
+                read.fetch_add(blocks.take_read(), std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let block_rx = &block_rx;
+            s.spawn(move || loop {
+                let job = block_rx
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .recv();
+                let Ok((sequence, block)) = job else { return };
+                let (t, lines) = scan_block(ctx, block.data());
+                if done_tx.send((sequence, t, lines, block)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        // Tallies that arrive before their predecessors wait here; their buffers go back to
+        // the reader only once merged, which is what bounds this map.
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0u64;
+        for (sequence, t, lines, block) in done_rx {
+            waiting.insert(sequence, (t, lines, block));
+            while let Some((mut t, lines, block)) = waiting.remove(&next) {
+                t.shift(lines_before);
+                lines_before += lines;
+                tally.merge(t);
+                next += 1;
+                // The reader may have finished: then nobody needs the buffer.
+                let _ = spare_tx.send(block.buf);
+            }
+            progress(read.swap(0, std::sync::atomic::Ordering::Relaxed));
+        }
+    });
+    lines_before
+}
+
+/// A block of whole lines: `buf[..len]` (the buffer keeps its full length between uses, so it
+/// is zeroed once, not per block).
+struct Block {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Block {
+    fn data(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// Reads a stream in blocks of about [`BLOCK`] bytes that end at a line break. A line longer
@@ -195,6 +249,7 @@ fn count_lines(block: &[u8]) -> u64 {
 /// dropped, so memory never grows with a line's length.
 struct Blocks {
     reader: Box<dyn Read + Send>,
+    /// The start of a line that did not fit in the previous block.
     carry: Vec<u8>,
     skipping: bool,
     done: bool,
@@ -219,17 +274,30 @@ impl Blocks {
         std::mem::take(&mut self.read)
     }
 
-    fn next(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+    /// The next block, read into `buf` (a spare buffer or an empty one).
+    fn next_into(&mut self, mut buf: Vec<u8>) -> Option<Block> {
         loop {
+            let start = self.carry.len();
             if self.done {
-                return Ok((!self.carry.is_empty()).then(|| std::mem::take(&mut self.carry)));
+                return (start > 0).then(|| {
+                    let buf = std::mem::take(&mut self.carry);
+                    Block {
+                        len: buf.len(),
+                        buf,
+                    }
+                });
             }
-            let mut buf = std::mem::take(&mut self.carry);
-            let start = buf.len();
-            buf.resize(start.max(BLOCK) + BLOCK / 4, 0);
+            let size = start.max(BLOCK) + BLOCK / 4;
+            if buf.len() < size {
+                buf.resize(size, 0);
+            }
+            buf[..start].copy_from_slice(&self.carry);
+            self.carry.clear();
             let mut filled = start;
+            // One byte stays free for the newline that ends a cut giant line.
+            let limit = buf.len() - 1;
             while filled < BLOCK {
-                match self.reader.read(&mut buf[filled..]) {
+                match self.reader.read(&mut buf[filled..limit]) {
                     Ok(0) => {
                         self.done = true;
                         break;
@@ -247,49 +315,56 @@ impl Blocks {
                     }
                 }
             }
-            buf.truncate(filled);
+            let mut begin = 0;
             if self.skipping {
-                match memchr::memchr(b'\n', &buf) {
+                match memchr::memchr(b'\n', &buf[..filled]) {
                     Some(i) => {
                         self.skipping = false;
-                        buf.drain(..=i);
+                        begin = i + 1;
                     }
                     None => {
                         if self.done {
-                            return Ok(None);
+                            return None;
                         }
                         continue;
                     }
                 }
             }
-            if self.done {
-                return Ok((!buf.is_empty()).then_some(buf));
+            if begin > 0 {
+                buf.copy_within(begin..filled, 0);
+                filled -= begin;
             }
-            match memchr::memrchr(b'\n', &buf) {
+            if self.done {
+                return (filled > 0).then_some(Block { buf, len: filled });
+            }
+            match memchr::memrchr(b'\n', &buf[..filled]) {
                 Some(i) => {
-                    self.carry = buf.split_off(i + 1);
-                    return Ok(Some(buf));
+                    self.carry.extend_from_slice(&buf[i + 1..filled]);
+                    return Some(Block { buf, len: i + 1 });
                 }
-                None if buf.len() >= BLOCK => {
+                None if filled >= BLOCK => {
                     // One line longer than a block: keep its start as a line of its own.
                     self.skipping = true;
-                    buf.push(b'\n');
-                    return Ok(Some(buf));
+                    buf[filled] = b'\n';
+                    return Some(Block {
+                        buf,
+                        len: filled + 1,
+                    });
                 }
-                None => self.carry = buf,
+                None => self.carry.extend_from_slice(&buf[..filled]),
             }
         }
     }
 }
 
 /// Counts one block; returns its tally (line numbers from 1 within the block) and its lines.
-fn scan_block(ctx: &Context, block: &[u8]) -> (Tally, u64) {
+fn scan_block<'b>(ctx: &Context, block: &'b [u8]) -> (Tally, u64) {
     let mut tally = Tally::default();
     let mut access = AccessCache::default();
-    let mut memo = Memo::default();
+    let mut shapes = Shapes::default();
     let mut number = 0u64;
     let mut start = 0;
-    let mut line_of = |line: &[u8], tally: &mut Tally, access: &mut AccessCache| {
+    let mut line_of = |line: &'b [u8], tally: &mut Tally, access: &mut AccessCache<'b>| {
         number += 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         tally.lines += 1;
@@ -306,7 +381,8 @@ fn scan_block(ctx: &Context, block: &[u8]) -> (Tally, u64) {
         match ctx.kind {
             LogKind::Access(_) => access_line(ctx, line, number, tally, access),
             LogKind::JsonAccess => json_line(ctx, line, number, tally),
-            _ => event_line(ctx, line, number, tally, &mut memo),
+            LogKind::NginxError => nginx_line(ctx, line, number, tally, &mut shapes),
+            _ => event_line(ctx, line, number, tally),
         }
     };
     for end in memchr::memchr_iter(b'\n', block) {
@@ -316,7 +392,8 @@ fn scan_block(ctx: &Context, block: &[u8]) -> (Tally, u64) {
     if start < block.len() {
         line_of(&block[start..], &mut tally, &mut access);
     }
-    access.flush(&mut tally);
+    access.finish(&mut tally);
+    shapes.fold(ctx, &mut tally);
     (tally, number)
 }
 
@@ -357,49 +434,6 @@ fn routine(kind: LogKind, line: &[u8]) -> bool {
 /// A line's best signature and its causes (catalog ids, most likely first).
 type Classification = Option<(&'static Signature, Arc<[&'static str]>)>;
 
-/// Classifications of nginx error lines by their shape, within one block. Millions of lines of
-/// an error log share a few hundred shapes; the shape is everything a signature may look at:
-/// the level, the message, the upstream's scheme://host:port, and whether the request context
-/// follows the message directly (client-side TLS errors).
-#[derive(Default)]
-struct Memo {
-    key: String,
-    known: FxHashMap<String, Classification>,
-}
-
-/// Distinct shapes remembered per block before the memo starts over.
-const MEMO_LIMIT: usize = 4096;
-
-impl Memo {
-    fn shape(&mut self, parsed: &Head) {
-        self.key.clear();
-        self.key.push_str(parsed.level);
-        self.key.push('\u{0}');
-        self.key.push_str(parsed.message);
-        self.key.push('\u{0}');
-        if let Some(upstream) = parsed.upstream() {
-            let bytes = upstream.as_bytes();
-            // "scheme://host:port/…": the scheme ends at the first ':'; the host part at the next '/'.
-            let host_end = match memchr::memchr(b':', bytes) {
-                Some(i) if bytes[i..].starts_with(b"://") => {
-                    let rest = &bytes[i + 3..];
-                    let end = if rest.starts_with(b"unix:") {
-                        rest.len()
-                    } else {
-                        memchr::memchr(b'/', rest).map_or(rest.len(), |e| e + 1)
-                    };
-                    i + 3 + end
-                }
-                _ => bytes.len(),
-            };
-            self.key.push_str(&upstream[..host_end]);
-        }
-        self.key.push('\u{0}');
-        self.key
-            .push(if parsed.client_follows() { 'c' } else { '-' });
-    }
-}
-
 fn classify_direct(text: &str) -> Classification {
     let m = signatures().match_line(text)?;
     let causes: Arc<[&'static str]> = m
@@ -410,24 +444,260 @@ fn classify_direct(text: &str) -> Classification {
     Some((m.signature, causes))
 }
 
-/// The best signature of a line and its causes, through the memo for nginx error lines.
-fn classify(text: &str, parsed: Option<&Head>, memo: &mut Memo) -> Classification {
-    let Some(parsed) = parsed else {
-        return classify_direct(text);
-    };
-    memo.shape(parsed);
-    if let Some(known) = memo.known.get(&memo.key) {
-        return known.clone();
-    }
-    let result = classify_direct(text);
-    if memo.known.len() >= MEMO_LIMIT {
-        memo.known.clear();
-    }
-    memo.known.insert(memo.key.clone(), result.clone());
-    result
+/// What every nginx error line of one shape has in common. Millions of lines of an error log
+/// share a few hundred shapes; the shape is everything a signature may look at: the level, the
+/// message, the upstream's scheme://host:port, and whether the request context follows the
+/// message directly (client-side TLS errors). So a shape is classified once, and its lines are
+/// only counted.
+struct ShapeInfo {
+    class: Classification,
+    /// The upstream's address (`10.0.0.6:8000`, `unix:/run/php.sock`).
+    upstream: Option<String>,
+    /// The code a PHP error in the message names, and whether it was fatal.
+    php: Option<(String, bool)>,
+    /// A notice, info or debug line.
+    routine: bool,
 }
 
-fn event_line(ctx: &Context, line: &[u8], number: u64, tally: &mut Tally, memo: &mut Memo) {
+/// Distinct shapes remembered (per block, and per worker thread across blocks) before the
+/// memory starts over: the bound on memory when every line has a shape of its own.
+const SHAPE_LIMIT: usize = 4096;
+
+thread_local! {
+    /// The shapes this worker has classified, across the blocks of a file.
+    static KNOWN_SHAPES: std::cell::RefCell<FxHashMap<Box<[u8]>, std::rc::Rc<ShapeInfo>>> =
+        std::cell::RefCell::new(FxHashMap::default());
+}
+
+/// Writes a line's shape key into `key`.
+fn shape_key(key: &mut Vec<u8>, line: &[u8], spans: &nginx_error::HeadSpans) {
+    key.clear();
+    key.extend_from_slice(&line[spans.level.clone()]);
+    key.push(0);
+    key.extend_from_slice(&line[spans.message.clone()]);
+    key.push(0);
+    let context = spans.context.map(|c| &line[c..]);
+    if let Some(upstream) = context.and_then(nginx_error::upstream_in) {
+        // "scheme://host:port/…": the scheme ends at the first ':'; the host part at the next '/'.
+        let host_end = match memchr::memchr(b':', upstream) {
+            Some(i) if upstream[i..].starts_with(b"://") => {
+                let rest = &upstream[i + 3..];
+                let end = if rest.starts_with(b"unix:") {
+                    rest.len()
+                } else {
+                    memchr::memchr(b'/', rest).map_or(rest.len(), |e| e + 1)
+                };
+                i + 3 + end
+            }
+            _ => upstream.len(),
+        };
+        key.extend_from_slice(&upstream[..host_end]);
+    }
+    key.push(0);
+    key.push(if context.is_some_and(|c| c.starts_with(b"client: ")) {
+        b'c'
+    } else {
+        b'-'
+    });
+}
+
+/// The shape of `key`, classified from `line` (one of its lines) the first time it is seen.
+fn known_shape(key: &[u8], line: &[u8]) -> std::rc::Rc<ShapeInfo> {
+    KNOWN_SHAPES.with(|known| {
+        if let Some(info) = known.borrow().get(key) {
+            return info.clone();
+        }
+        let text = String::from_utf8_lossy(line);
+        let head = nginx_error::parse_head(&text);
+        let info = std::rc::Rc::new(ShapeInfo {
+            class: classify_direct(&text),
+            upstream: head
+                .as_ref()
+                .and_then(Head::upstream)
+                .map(|u| nginx_error::upstream_address(u).to_string()),
+            php: head.as_ref().and_then(|h| php_culprit(h.message)),
+            routine: head
+                .as_ref()
+                .is_some_and(|h| matches!(h.level, "notice" | "info" | "debug")),
+        });
+        let mut known = known.borrow_mut();
+        if known.len() >= SHAPE_LIMIT {
+            known.clear();
+        }
+        known.insert(key.into(), info.clone());
+        info
+    })
+}
+
+/// The last time text parsed and its value: consecutive lines mostly share their second.
+#[derive(Default)]
+struct LastTime {
+    raw: Vec<u8>,
+    value: Option<i64>,
+}
+
+impl LastTime {
+    fn get(&mut self, raw: &[u8], parse: fn(&[u8]) -> Option<i64>) -> Option<i64> {
+        // Compared in place, from the end where consecutive times differ.
+        let same = raw.len() == self.raw.len()
+            && raw
+                .iter()
+                .rev()
+                .zip(self.raw.iter().rev())
+                .all(|(a, b)| a == b);
+        if !same {
+            self.raw.clear();
+            self.raw.extend_from_slice(raw);
+            self.value = parse(raw);
+        }
+        self.value
+    }
+}
+
+/// The lines of one shape seen in a block.
+struct SeenShape {
+    info: std::rc::Rc<ShapeInfo>,
+    count: u64,
+    /// Its first line in the block.
+    first: LineRef,
+    /// Its line at the earliest time (the first of those).
+    earliest: (i64, LineRef),
+    latest: i64,
+}
+
+/// A block's nginx error lines, counted by shape and added to the tally at the end, so a line
+/// costs one key and one lookup instead of a map update per cause and upstream.
+#[derive(Default)]
+struct Shapes {
+    key: Vec<u8>,
+    index: FxHashMap<Box<[u8]>, usize>,
+    seen: Vec<SeenShape>,
+    time: LastTime,
+}
+
+impl Shapes {
+    /// Adds the shapes seen so far to `tally`, as if their lines had been counted one by one.
+    fn fold(&mut self, ctx: &Context, tally: &mut Tally) {
+        self.index.clear();
+        let kind = ctx.kind.name();
+        for seen in self.seen.drain(..) {
+            let Some((signature, causes)) = &seen.info.class else {
+                continue;
+            };
+            let n = seen.count;
+            let (t, earliest) = &seen.earliest;
+            *tally.signatures.entry(signature.id.as_str()).or_default() += n;
+            if !causes.is_empty() {
+                Tally::earliest_line_into(&mut tally.gateway_first, *t, earliest);
+            }
+            for (position, &id) in causes.iter().enumerate() {
+                let c = tally.causes.entry(id).or_default();
+                c.mentions += n;
+                if !c.kinds.contains(&kind) {
+                    c.kinds.push(kind);
+                }
+                if position == 0 {
+                    c.primary += n;
+                    // Upstreams are counted where the cause is the line's most likely one.
+                    if let Some(u) = seen.info.upstream.as_deref() {
+                        let full = c.upstreams.len() >= 64;
+                        match c.upstreams.get_mut(u) {
+                            Some(count) => *count += n,
+                            None if !full => {
+                                c.upstreams.insert(u.to_string(), n);
+                            }
+                            None => {}
+                        }
+                    }
+                    if c.example.as_ref().is_none_or(|e| seen.first.line < e.line) {
+                        c.example = Some(seen.first.clone());
+                    }
+                }
+                let earlier = match c.first {
+                    None => true,
+                    Some(f) => {
+                        *t < f
+                            || (*t == f
+                                && c.first_line.as_ref().is_none_or(|l| earliest.line < l.line))
+                    }
+                };
+                if earlier {
+                    c.first_line = Some(earliest.clone());
+                }
+                c.first = Some(c.first.map_or(*t, |f| f.min(*t)));
+                c.last = Some(c.last.map_or(seen.latest, |l| l.max(seen.latest)));
+            }
+            if let Some((culprit, fatal)) = &seen.info.php {
+                let p = tally.php.entry(culprit.clone()).or_default();
+                p.count += n;
+                p.fatal += if *fatal { n } else { 0 };
+                if p.example.as_ref().is_none_or(|e| seen.first.line < e.line) {
+                    p.example = Some(seen.first.clone());
+                }
+            }
+        }
+    }
+}
+
+/// An nginx error line: its envelope found without validating or copying the line; its shape
+/// looked up; its counts kept per shape (see [`Shapes`]).
+fn nginx_line(ctx: &Context, line: &[u8], number: u64, tally: &mut Tally, shapes: &mut Shapes) {
+    let spans = nginx_error::head_spans(line);
+    let t = spans
+        .as_ref()
+        .and_then(|_| shapes.time.get(&line[..19], time::nginx_error));
+    let (Some(spans), Some(t)) = (spans, t) else {
+        // Not nginx's shape (a continuation, another program's line): one at a time.
+        return event_line(ctx, line, number, tally);
+    };
+    if !in_window(ctx.options, Some(t)) {
+        tally.outside_window += 1;
+        return;
+    }
+    tally.see_time(t);
+    shape_key(&mut shapes.key, line, &spans);
+    let index = match shapes.index.get(shapes.key.as_slice()) {
+        Some(&index) => index,
+        None => {
+            if shapes.index.len() >= SHAPE_LIMIT {
+                shapes.fold(ctx, tally);
+            }
+            let info = known_shape(&shapes.key, line);
+            let first = LineRef::new(ctx.file, number, &String::from_utf8_lossy(line));
+            shapes.seen.push(SeenShape {
+                info,
+                count: 0,
+                earliest: (t, first.clone()),
+                first,
+                latest: t,
+            });
+            let index = shapes.seen.len() - 1;
+            shapes.index.insert(shapes.key.as_slice().into(), index);
+            index
+        }
+    };
+    let seen = &mut shapes.seen[index];
+    if seen.info.class.is_none() {
+        if seen.info.routine {
+            tally.routine += 1;
+        } else {
+            unknown(ctx, tally, number, line);
+        }
+        return;
+    }
+    tally.classified += 1;
+    seen.count += 1;
+    if t < seen.earliest.0 {
+        seen.earliest = (
+            t,
+            LineRef::new(ctx.file, number, &String::from_utf8_lossy(line)),
+        );
+    }
+    seen.latest = seen.latest.max(t);
+}
+
+/// A line of any other log, classified on its own.
+fn event_line(ctx: &Context, line: &[u8], number: u64, tally: &mut Tally) {
     let t = detect::line_time(ctx.kind, line, ctx.options.reference_year);
     if !in_window(ctx.options, t) {
         tally.outside_window += 1;
@@ -446,7 +716,7 @@ fn event_line(ctx: &Context, line: &[u8], number: u64, tally: &mut Tally, memo: 
     } else {
         None
     };
-    let Some((signature, causes)) = classify(&text, parsed.as_ref(), memo) else {
+    let Some((signature, causes)) = classify_direct(&text) else {
         if routine(ctx.kind, line) {
             tally.routine += 1;
         } else {
@@ -569,37 +839,43 @@ pub fn php_culprit(text: &str) -> Option<(String, bool)> {
     Some((file.to_string(), fatal))
 }
 
-/// Per-block memo of the access path: the last time string parsed and the current minute's
-/// counts, because consecutive lines share both.
-#[derive(Default)]
-struct AccessCache {
-    last_time: Vec<u8>,
-    last_value: Option<i64>,
+/// Per-block counts of the access path, added to the tally at the end: the last time string
+/// parsed and the current minute (consecutive lines share both), the statuses, and the
+/// upstreams keyed by the block's own bytes (no copy, no UTF-8 check per line).
+struct AccessCache<'b> {
+    time: LastTime,
     minute: Option<i64>,
     requests: u64,
     errors: u64,
+    /// Requests per status code (000–999).
+    statuses: Vec<u64>,
+    upstreams: FxHashMap<&'b [u8], UpstreamTally>,
 }
 
-impl AccessCache {
-    fn time(&mut self, raw: &[u8], parse: fn(&[u8]) -> Option<i64>) -> Option<i64> {
-        if raw != self.last_time.as_slice() {
-            self.last_time.clear();
-            self.last_time.extend_from_slice(raw);
-            self.last_value = parse(raw);
+impl Default for AccessCache<'_> {
+    fn default() -> Self {
+        AccessCache {
+            time: LastTime::default(),
+            minute: None,
+            requests: 0,
+            errors: 0,
+            statuses: vec![0; 1000],
+            upstreams: FxHashMap::default(),
         }
-        self.last_value
     }
+}
 
+impl<'b> AccessCache<'b> {
     fn count(&mut self, tally: &mut Tally, minute: Option<i64>, error: bool) {
         if minute != self.minute {
-            self.flush(tally);
+            self.flush_minute(tally);
             self.minute = minute;
         }
         self.requests += 1;
         self.errors += u64::from(error);
     }
 
-    fn flush(&mut self, tally: &mut Tally) {
+    fn flush_minute(&mut self, tally: &mut Tally) {
         if let Some(m) = self.minute {
             if self.requests > 0 {
                 let slot = tally.access.minutes.entry(m).or_default();
@@ -610,32 +886,52 @@ impl AccessCache {
         self.requests = 0;
         self.errors = 0;
     }
+
+    /// Adds everything counted to the tally.
+    fn finish(&mut self, tally: &mut Tally) {
+        self.flush_minute(tally);
+        for (status, n) in self.statuses.iter_mut().enumerate() {
+            if *n > 0 {
+                *tally.access.statuses.entry(status as u16).or_default() += *n;
+                *n = 0;
+            }
+        }
+        for (addr, u) in self.upstreams.drain() {
+            let key = String::from_utf8_lossy(addr);
+            match tally.access.upstreams.get_mut(key.as_ref()) {
+                Some(mine) => mine.merge(u),
+                None => {
+                    tally.access.upstreams.insert(key.into_owned(), u);
+                }
+            }
+        }
+    }
 }
 
 /// A request seen in an access log, whatever its format.
 struct Request<'a> {
     time: Option<i64>,
     status: u16,
-    path: Option<std::borrow::Cow<'a, str>>,
+    path: Option<&'a [u8]>,
     upstream_addr: Option<&'a [u8]>,
     upstream_status: Option<&'a [u8]>,
     upstream_time: Option<&'a [u8]>,
 }
 
-fn access_line(
+fn access_line<'b>(
     ctx: &Context,
-    line: &[u8],
+    line: &'b [u8],
     number: u64,
     tally: &mut Tally,
-    cache: &mut AccessCache,
+    cache: &mut AccessCache<'b>,
 ) {
     let Some(record) = ctx.format.and_then(|f| f.parse(line)) else {
         unknown(ctx, tally, number, line);
         return;
     };
     let t = match (record.time_local, record.time_iso8601, record.msec) {
-        (Some(raw), _, _) => cache.time(raw, time::time_local),
-        (None, Some(raw), _) => cache.time(raw, time::iso8601),
+        (Some(raw), _, _) => cache.time.get(raw, time::time_local),
+        (None, Some(raw), _) => cache.time.get(raw, time::iso8601),
         (None, None, Some(raw)) => std::str::from_utf8(raw)
             .ok()
             .and_then(|s| s.parse::<f64>().ok())
@@ -649,7 +945,7 @@ fn access_line(
     let request = Request {
         time: t,
         status,
-        path: record.path().map(String::from_utf8_lossy),
+        path: record.path(),
         upstream_addr: record.upstream_addr,
         upstream_status: record.upstream_status,
         upstream_time: record.upstream_response_time,
@@ -667,22 +963,22 @@ fn json_line(ctx: &Context, line: &[u8], number: u64, tally: &mut Tally) {
     let request = Request {
         time: record.time,
         status,
-        path: record.path.as_deref().map(std::borrow::Cow::Borrowed),
+        path: record.path.as_deref().map(str::as_bytes),
         upstream_addr: record.upstream_addr.as_deref().map(str::as_bytes),
         upstream_status: record.upstream_status.as_deref().map(str::as_bytes),
         upstream_time: record.upstream_response_time.as_deref().map(str::as_bytes),
     };
     count_request(ctx, request, line, number, tally, &mut cache);
-    cache.flush(tally);
+    cache.finish(tally);
 }
 
-fn count_request(
+fn count_request<'b>(
     ctx: &Context,
-    r: Request,
+    r: Request<'b>,
     line: &[u8],
     number: u64,
     tally: &mut Tally,
-    cache: &mut AccessCache,
+    cache: &mut AccessCache<'b>,
 ) {
     if !in_window(ctx.options, r.time) {
         tally.outside_window += 1;
@@ -691,7 +987,10 @@ fn count_request(
     tally.classified += 1;
     let a = &mut tally.access;
     a.requests += 1;
-    *a.statuses.entry(r.status).or_default() += 1;
+    match cache.statuses.get_mut(usize::from(r.status)) {
+        Some(n) => *n += 1,
+        None => *a.statuses.entry(r.status).or_default() += 1,
+    }
     let error = r.status >= 500;
     if r.status == 9 {
         a.http09 += 1;
@@ -713,12 +1012,8 @@ fn count_request(
                 a.same_server_retries += 1;
             }
         }
-        for attempt in tries {
-            let key = String::from_utf8_lossy(attempt.addr);
-            let u = match a.upstreams.get_mut(key.as_ref()) {
-                Some(u) => u,
-                None => a.upstreams.entry(key.into_owned()).or_default(),
-            };
+        for attempt in tries.iter() {
+            let u = cache.upstreams.entry(attempt.addr).or_default();
             u.attempts += 1;
             u.errors += u64::from(attempt.status.is_some_and(|s| s >= 500));
             if let Some(seconds) = attempt.seconds {
@@ -730,8 +1025,8 @@ fn count_request(
         }
     }
     if error {
-        if let Some(path) = &r.path {
-            let path: String = path.chars().take(200).collect();
+        if let Some(path) = r.path {
+            let path: String = String::from_utf8_lossy(path).chars().take(200).collect();
             *a.paths_5xx.entry(path).or_default() += 1;
         }
         if let Some(t) = r.time {
@@ -757,8 +1052,10 @@ mod tests {
     fn blocks_of(data: &[u8]) -> Vec<Vec<u8>> {
         let mut b = Blocks::new(Box::new(std::io::Cursor::new(data.to_vec())));
         let mut out = Vec::new();
-        while let Some(block) = b.next().unwrap() {
-            out.push(block);
+        let mut spare = Vec::new();
+        while let Some(block) = b.next_into(spare) {
+            out.push(block.data().to_vec());
+            spare = block.buf;
         }
         out
     }
@@ -776,22 +1073,27 @@ mod tests {
     }
 
     #[test]
-    fn the_memo_classifies_as_the_database_does() {
-        // Every log test line of the database, classified through the memo (twice: the second
-        // time from the memo) and directly, must agree.
-        let mut memo = Memo::default();
+    fn shapes_classify_as_the_database_does() {
+        // Every log test line of the database in nginx's shape, classified through its shape
+        // (twice: the second time from the memory) and directly, must agree.
+        let mut key = Vec::new();
         for sig in signatures()
             .signatures()
             .iter()
             .filter(|s| s.source == crate::catalog::Source::Log)
         {
             for line in &sig.test {
-                let head = nginx_error::parse_head(line);
+                let Some(spans) = nginx_error::head_spans(line.as_bytes()) else {
+                    continue;
+                };
                 let direct = classify_direct(line).map(|(s, c)| (s.id.clone(), c));
+                shape_key(&mut key, line.as_bytes(), &spans);
                 for _ in 0..2 {
-                    let memoised =
-                        classify(line, head.as_ref(), &mut memo).map(|(s, c)| (s.id.clone(), c));
-                    assert_eq!(memoised, direct, "{line}");
+                    let shaped = known_shape(&key, line.as_bytes())
+                        .class
+                        .clone()
+                        .map(|(s, c)| (s.id.clone(), c));
+                    assert_eq!(shaped, direct, "{line}");
                 }
             }
         }

@@ -150,6 +150,15 @@ pub struct UpstreamTally {
     pub timeout_seconds: f64,
 }
 
+impl UpstreamTally {
+    pub fn merge(&mut self, other: UpstreamTally) {
+        self.attempts += other.attempts;
+        self.errors += other.errors;
+        self.times.merge(other.times);
+        self.timeout_seconds = self.timeout_seconds.max(other.timeout_seconds);
+    }
+}
+
 /// The access-log side.
 #[derive(Debug, Clone, Default)]
 pub struct AccessTally {
@@ -225,6 +234,17 @@ impl Tally {
     ) {
         if slot.as_ref().is_none_or(|(f, _)| t < *f) {
             *slot = Some((t, line()));
+        }
+    }
+
+    /// Like [`Tally::earliest_into`] for a line already made: at equal times the line that
+    /// comes first in the input wins.
+    pub fn earliest_line_into(slot: &mut Option<(i64, LineRef)>, t: i64, line: &LineRef) {
+        if slot
+            .as_ref()
+            .is_none_or(|(f, l)| t < *f || (t == *f && line.before(l)))
+        {
+            *slot = Some((t, line.clone()));
         }
     }
 }
@@ -334,11 +354,7 @@ impl Tally {
             slot.1 += e;
         }
         for (u, t) in b.upstreams {
-            let mine = a.upstreams.entry(u).or_default();
-            mine.attempts += t.attempts;
-            mine.errors += t.errors;
-            mine.times.merge(t.times);
-            mine.timeout_seconds = mine.timeout_seconds.max(t.timeout_seconds);
+            a.upstreams.entry(u).or_default().merge(t);
         }
         for (p, n) in b.paths_5xx {
             *a.paths_5xx.entry(p).or_default() += n;

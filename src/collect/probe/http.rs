@@ -469,8 +469,21 @@ pub async fn h1_exchange<S: AsyncRead + AsyncWrite + Unpin>(
     limits: &Limits,
     deadline: Instant,
 ) -> Outcome {
+    h1_exchange_with_body(stream, request, &[], limits, deadline).await
+}
+
+/// Like [`h1_exchange`], with `body` sent right after the head (a POST; the caller puts its
+/// `Content-Type` and `Content-Length` among `request.headers`).
+pub async fn h1_exchange_with_body<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    request: &RequestSpec,
+    body: &[u8],
+    limits: &Limits,
+    deadline: Instant,
+) -> Outcome {
     let mut outcome = Outcome::default();
-    let bytes = request.to_bytes();
+    let mut bytes = request.to_bytes();
+    bytes.extend_from_slice(body);
     let write = async {
         stream.write_all(&bytes).await?;
         stream.flush().await

@@ -324,7 +324,10 @@ fn certificate_detail(kind: FailureKind, c: &CertificateError, report: &TlsRepor
     match (kind, leaf) {
         (FailureKind::CertExpired, Some(l)) => format!(
             "the certificate of {} expired on {} ({} days ago)",
-            report.server_name, l.not_after, -l.days_left
+            report.server_name,
+            l.not_after,
+            // days_left is rounded down (-2 for one day and an hour ago): whole days since.
+            -l.days_left - 1
         ),
         (FailureKind::CertNotYetValid, Some(l)) => format!(
             "the certificate of {} is not valid before {}",

@@ -181,40 +181,44 @@ impl LogFormat {
         while k < n {
             match &self.tokens[k] {
                 Token::Literal(lit) => {
-                    if !line[pos..].starts_with(lit) {
+                    if !has_prefix(&line[pos..], lit) {
                         return None;
                     }
                     pos += lit.len();
+                    k += 1;
                 }
                 Token::Var(field) => {
-                    let end = match self.finders.get(k + 1).and_then(Option::as_ref) {
-                        Some(finder) => pos + finder.find(&line[pos..])?,
-                        None => line.len(),
+                    // A value runs to the next literal, which is then known to stand there.
+                    let (end, next, step) = match (self.tokens.get(k + 1), self.finders.get(k + 1))
+                    {
+                        (Some(Token::Literal(lit)), Some(Some(finder))) => {
+                            let at = pos + find_literal(&line[pos..], lit, finder)?;
+                            (at, at + lit.len(), 2)
+                        }
+                        _ => (line.len(), line.len(), 1),
                     };
                     let value = &line[pos..end];
                     let slot = match field {
-                        Field::TimeLocal => &mut record.time_local,
-                        Field::TimeIso8601 => &mut record.time_iso8601,
-                        Field::Msec => &mut record.msec,
-                        Field::Status => &mut record.status,
-                        Field::Request => &mut record.request,
-                        Field::Uri => &mut record.uri,
-                        Field::Host => &mut record.host,
-                        Field::UpstreamAddr => &mut record.upstream_addr,
-                        Field::UpstreamStatus => &mut record.upstream_status,
-                        Field::UpstreamResponseTime => &mut record.upstream_response_time,
-                        Field::RequestTime => &mut record.request_time,
-                        Field::Other => {
-                            pos = end;
-                            k += 1;
-                            continue;
-                        }
+                        Field::TimeLocal => Some(&mut record.time_local),
+                        Field::TimeIso8601 => Some(&mut record.time_iso8601),
+                        Field::Msec => Some(&mut record.msec),
+                        Field::Status => Some(&mut record.status),
+                        Field::Request => Some(&mut record.request),
+                        Field::Uri => Some(&mut record.uri),
+                        Field::Host => Some(&mut record.host),
+                        Field::UpstreamAddr => Some(&mut record.upstream_addr),
+                        Field::UpstreamStatus => Some(&mut record.upstream_status),
+                        Field::UpstreamResponseTime => Some(&mut record.upstream_response_time),
+                        Field::RequestTime => Some(&mut record.request_time),
+                        Field::Other => None,
                     };
-                    *slot = Some(value);
-                    pos = end;
+                    if let Some(slot) = slot {
+                        *slot = Some(value);
+                    }
+                    pos = next;
+                    k += step;
                 }
             }
-            k += 1;
         }
         // A status is what makes an access line; without it this is some other text.
         let status = record.status?;
@@ -225,7 +229,29 @@ impl LogFormat {
     }
 }
 
-impl AccessRecord<'_> {
+/// Whether `hay` starts with `prefix`, compared in place: the literals of a format are a few
+/// bytes, for which a call to the C library's memcmp costs more than the comparison.
+fn has_prefix(hay: &[u8], prefix: &[u8]) -> bool {
+    hay.len() >= prefix.len() && hay.iter().zip(prefix).all(|(a, b)| a == b)
+}
+
+/// Where `literal` first occurs in `hay`. The value before a literal rarely contains the
+/// literal's first byte (mostly a quote, which nginx escapes inside values), so a memchr on
+/// that byte and a check usually find it at once; after a few false starts the prebuilt
+/// substring finder takes over, so no value makes this slow.
+fn find_literal(hay: &[u8], literal: &[u8], finder: &memmem::Finder) -> Option<usize> {
+    let mut from = 0;
+    for _ in 0..4 {
+        let at = from + memchr::memchr(literal[0], &hay[from..])?;
+        if has_prefix(&hay[at..], literal) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    finder.find(&hay[from..]).map(|i| from + i)
+}
+
+impl<'a> AccessRecord<'a> {
     pub fn status_code(&self) -> Option<u16> {
         let s = self.status?;
         Some(s.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0')))
@@ -233,7 +259,7 @@ impl AccessRecord<'_> {
 
     /// The request's path: `$request_uri` or `$uri`, else the middle of `$request`
     /// (`GET /path HTTP/1.1`), without the query string.
-    pub fn path(&self) -> Option<&[u8]> {
+    pub fn path(&self) -> Option<&'a [u8]> {
         let target = match self.uri {
             Some(uri) => uri,
             None => {
@@ -263,23 +289,75 @@ fn number<T: std::str::FromStr>(v: &[u8]) -> Option<T> {
     std::str::from_utf8(v.trim_ascii()).ok()?.parse().ok()
 }
 
+/// `$upstream_response_time`'s `0.288`: digits, a point, up to three decimals, read without the
+/// general float parser (this runs for every request). The division of two exact integers is
+/// correctly rounded, so the value is the one `str::parse` gives; other shapes go to it.
+fn seconds(v: &[u8]) -> Option<f64> {
+    const SCALE: [f64; 4] = [1.0, 10.0, 100.0, 1000.0];
+    let v = v.trim_ascii();
+    let (mut n, mut decimals, mut point) = (0u64, 0usize, false);
+    if v.len() <= 13 {
+        for &c in v {
+            match c {
+                b'0'..=b'9' => {
+                    n = n * 10 + u64::from(c - b'0');
+                    decimals += usize::from(point);
+                }
+                b'.' if !point => point = true,
+                _ => return number(v),
+            }
+        }
+        if point && (1..=3).contains(&decimals) && v[0] != b'.' {
+            return Some(n as f64 / SCALE[decimals]);
+        }
+    }
+    number(v)
+}
+
+/// A status code (`502`): three digits, read directly; other shapes go to the parser.
+fn status_code(v: &[u8]) -> Option<u16> {
+    match v.trim_ascii() {
+        [a, b, c] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
+            Some(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+        }
+        other => number(other),
+    }
+}
+
+/// The attempts of one request: most have exactly one, which needs no allocation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempts<'a> {
+    One([Attempt<'a>; 1]),
+    Many(Vec<Attempt<'a>>),
+}
+
+impl<'a> std::ops::Deref for Attempts<'a> {
+    type Target = [Attempt<'a>];
+    fn deref(&self) -> &[Attempt<'a>] {
+        match self {
+            Attempts::One(one) => one,
+            Attempts::Many(many) => many,
+        }
+    }
+}
+
 /// Splits the upstream variables into attempts, aligned by position.
 pub fn attempts<'a>(
     addr: &'a [u8],
     status: Option<&'a [u8]>,
     time: Option<&'a [u8]>,
-) -> Vec<Attempt<'a>> {
-    // Most requests have one attempt: no list to split.
-    if memchr::memchr(b',', addr).is_none() && memmem::find(addr, b" : ").is_none() {
-        let addr = addr.trim_ascii();
+) -> Attempts<'a> {
+    // Most requests have one attempt: no list to split (lists hold ", " or " : ").
+    let addr = addr.trim_ascii();
+    if memchr::memchr2(b',', b' ', addr).is_none() {
         if addr.is_empty() || addr == b"-" {
-            return Vec::new();
+            return Attempts::Many(Vec::new());
         }
-        return vec![Attempt {
+        return Attempts::One([Attempt {
             addr,
-            status: status.and_then(number),
-            seconds: time.and_then(number),
-        }];
+            status: status.and_then(status_code),
+            seconds: time.and_then(seconds),
+        }]);
     }
     fn split(v: &[u8]) -> Vec<&[u8]> {
         v.split(|&c| c == b',' || c == b':')
@@ -312,20 +390,18 @@ pub fn attempts<'a>(
     };
     let statuses = status.map(split).unwrap_or_default();
     let times = time.map(split).unwrap_or_default();
-    addrs
-        .into_iter()
-        .enumerate()
-        .filter(|(_, a)| !a.is_empty() && *a != b"-")
-        .map(|(i, addr)| Attempt {
-            addr,
-            status: statuses
-                .get(i)
-                .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok()),
-            seconds: times
-                .get(i)
-                .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok()),
-        })
-        .collect()
+    Attempts::Many(
+        addrs
+            .into_iter()
+            .enumerate()
+            .filter(|(_, a)| !a.is_empty() && *a != b"-")
+            .map(|(i, addr)| Attempt {
+                addr,
+                status: statuses.get(i).and_then(|s| status_code(s)),
+                seconds: times.get(i).and_then(|s| seconds(s)),
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -374,6 +450,21 @@ mod tests {
         );
         assert_eq!(groups[0].addr, b"unix:/run/php.sock");
         assert_eq!(groups[1].status, Some(200));
+        assert_eq!(groups[0].seconds, Some(60.001));
+        // The quick reading of a time is the general parser's value.
+        for v in [
+            "0.288",
+            "60.001",
+            "0.0",
+            "12.5",
+            "1",
+            "-",
+            " 0.070 ",
+            "1e3",
+            "123456789.999",
+        ] {
+            assert_eq!(seconds(v.as_bytes()), number::<f64>(v.as_bytes()), "{v}");
+        }
     }
 
     #[test]

@@ -83,14 +83,10 @@ impl<'a> Head<'a> {
     /// The `upstream: "…"` value as written, found with one search.
     pub fn upstream(&self) -> Option<&'a str> {
         let context = self.context?;
-        let start = if context.starts_with("upstream: ") {
-            0
-        } else {
-            finders()[4].find(context.as_bytes())? + 2
-        };
-        let value = context[start + "upstream: ".len()..].strip_prefix('"')?;
-        let end = memchr::memchr(b'"', value.as_bytes()).unwrap_or(value.len());
-        Some(&value[..end])
+        let value = upstream_in(context.as_bytes())?;
+        // The value is cut at ASCII quotes, so these are char boundaries of `context`.
+        let start = value.as_ptr() as usize - context.as_ptr() as usize;
+        Some(&context[start..start + value.len()])
     }
 
     /// Whether the request's context follows the message directly (`…, client: `).
@@ -99,10 +95,46 @@ impl<'a> Head<'a> {
     }
 }
 
+/// The `upstream: "…"` value of a line's context (from the first context key on).
+pub fn upstream_in(context: &[u8]) -> Option<&[u8]> {
+    let start = if context.starts_with(b"upstream: ") {
+        0
+    } else {
+        finders()[4].find(context)? + 2
+    };
+    let value = context[start + "upstream: ".len()..].strip_prefix(b"\"")?;
+    let end = memchr::memchr(b'"', value).unwrap_or(value.len());
+    Some(&value[..end])
+}
+
+/// Where the parts of a line's envelope are, as byte ranges of the line: what the log scanner's
+/// hot path reads without validating the whole line as UTF-8. Every boundary is an ASCII byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadSpans {
+    pub level: std::ops::Range<usize>,
+    pub pid: Option<u32>,
+    pub connection: Option<u64>,
+    pub message: std::ops::Range<usize>,
+    /// Where the context starts (its first key), when there is one.
+    pub context: Option<usize>,
+}
+
 /// Parses the envelope; `None` when the line is not in nginx's error-log format.
 pub fn parse_head(line: &str) -> Option<Head<'_>> {
     let line = line.trim_end_matches(['\r', '\n']);
-    let bytes = line.as_bytes();
+    let spans = head_spans(line.as_bytes())?;
+    Some(Head {
+        time: &line[..19],
+        level: &line[spans.level],
+        pid: spans.pid,
+        connection: spans.connection,
+        message: &line[spans.message],
+        context: spans.context.map(|c| &line[c..]),
+    })
+}
+
+/// [`parse_head`] on bytes: the time is `line[..19]`.
+pub fn head_spans(bytes: &[u8]) -> Option<HeadSpans> {
     // "YYYY/MM/DD HH:MM:SS [" — checked by shape, not by regex: this runs on every line.
     if bytes.len() < 22
         || bytes[4] != b'/'
@@ -117,48 +149,57 @@ pub fn parse_head(line: &str) -> Option<Head<'_>> {
     if !bytes[..4].iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let time = &line[..19];
-    let rest = &line[21..];
-    let close = memchr::memchr(b']', rest.as_bytes())
-        .filter(|&i| rest.as_bytes().get(i + 1) == Some(&b' '))?;
-    let level = &rest[..close];
-    if !LEVELS.contains(&level) {
+    let close = 21
+        + memchr::memchr(b']', &bytes[21..]).filter(|&i| bytes.get(21 + i + 1) == Some(&b' '))?;
+    let level = 21..close;
+    if !LEVELS.iter().any(|l| l.as_bytes() == &bytes[level.clone()]) {
         return None;
     }
-    let mut rest = &rest[close + 2..];
+    let mut at = close + 2;
     let mut pid = None;
     let mut connection = None;
     // "812#812: "
     if let Some(colon) =
-        memchr::memchr(b':', rest.as_bytes()).filter(|&i| rest.as_bytes().get(i + 1) == Some(&b' '))
+        memchr::memchr(b':', &bytes[at..]).filter(|&i| bytes.get(at + i + 1) == Some(&b' '))
     {
-        if let Some((p, tid)) = rest[..colon].split_once('#') {
-            if p.bytes().all(|b| b.is_ascii_digit()) && tid.bytes().all(|b| b.is_ascii_digit()) {
-                pid = p.parse().ok();
-                rest = &rest[colon + 2..];
+        let ids = &bytes[at..at + colon];
+        if let Some(hash) = memchr::memchr(b'#', ids) {
+            let (p, tid) = (&ids[..hash], &ids[hash + 1..]);
+            if p.iter().all(u8::is_ascii_digit) && tid.iter().all(u8::is_ascii_digit) {
+                pid = digits(p);
+                at += colon + 2;
             }
         }
     }
     // "*1042 "
-    if let Some(after) = rest.strip_prefix('*') {
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        if digits > 0 && after.as_bytes().get(digits) == Some(&b' ') {
-            connection = after[..digits].parse().ok();
-            rest = &after[digits + 1..];
+    if bytes.get(at) == Some(&b'*') {
+        let n = bytes[at + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if n > 0 && bytes.get(at + 1 + n) == Some(&b' ') {
+            connection = digits(&bytes[at + 1..at + 1 + n]);
+            at += n + 2;
         }
     }
-    let (message, context) = split_context(rest);
-    Some(Head {
-        time,
+    let (message_len, context) = split_context(&bytes[at..]);
+    Some(HeadSpans {
         level,
         pid,
         connection,
-        message,
-        context,
+        message: at..at + message_len,
+        context: context.map(|c| at + c),
     })
 }
 
-/// Splits "message, client: …" at the first context key nginx would write.
+/// A decimal number of ASCII digits; `None` when empty or too large.
+fn digits<T: TryFrom<u64>>(d: &[u8]) -> Option<T> {
+    if d.is_empty() || d.len() > 19 {
+        return None;
+    }
+    T::try_from(d.iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0'))).ok()
+}
+
 /// Prebuilt searchers for the context keys (building one costs more than a search).
 fn finders() -> &'static [memchr::memmem::Finder<'static>] {
     static FINDERS: std::sync::OnceLock<Vec<memchr::memmem::Finder<'static>>> =
@@ -171,13 +212,15 @@ fn finders() -> &'static [memchr::memmem::Finder<'static>] {
     })
 }
 
-fn split_context(rest: &str) -> (&str, Option<&str>) {
+/// Splits "message, client: …" at the first context key nginx would write: the message's
+/// length and where the context starts.
+fn split_context(rest: &[u8]) -> (usize, Option<usize>) {
     for finder in finders() {
-        if let Some(at) = finder.find(rest.as_bytes()) {
-            return (&rest[..at], Some(&rest[at + 2..]));
+        if let Some(at) = finder.find(rest) {
+            return (at, Some(at + 2));
         }
     }
-    (rest, None)
+    (rest.len(), None)
 }
 
 fn parse_context<'a>(context: &'a str, out: &mut NginxErrorLine<'a>) {
