@@ -41,6 +41,50 @@ fn failure_of(report: &ProbeReport) -> (FailureKind, Phase) {
     (f.kind, f.phase)
 }
 
+/// The probe options with a one-second deadline, for servers that stall on purpose.
+fn one_second_deadline() -> ProbeOptions {
+    ProbeOptions {
+        timeout: Duration::from_secs(1),
+        ..opts()
+    }
+}
+
+/// Pins the lab's site name to `addr`, so that a probe of `https://APP_NAME:port/` sends the
+/// name (SNI, Host) yet dials the lab's loopback address.
+fn app_name_at(addr: SocketAddr) -> Vec<ResolveOverride> {
+    vec![ResolveOverride {
+        host: APP_NAME.to_string(),
+        port: addr.port(),
+        addrs: vec![addr.ip()],
+    }]
+}
+
+/// Reads a request head (up to the blank line, at most `limit` bytes) byte by byte, so that
+/// nothing after it is consumed; `None` when the peer stops or goes quiet first.
+fn read_request_head(stream: &mut TcpStream, limit: usize) -> Option<Vec<u8>> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < limit {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
+}
+
+/// The fingerprint of the first hop's answer (who produced the page).
+fn first_fingerprint(report: &ProbeReport) -> &gwdoctor::collect::probe::Fingerprint {
+    &report.requests[0].hops[0]
+        .http
+        .as_ref()
+        .unwrap()
+        .fingerprint
+}
+
 // ─────────────────────────────────────────── HTTP ───────────────────────────────────────────
 
 #[test]
@@ -307,18 +351,9 @@ fn serve_once(handler: fn(&mut TcpStream)) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         if let Ok((mut stream, _)) = listener.accept() {
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
-                match stream.read(&mut byte) {
-                    Ok(1) => head.push(byte[0]),
-                    _ => return,
-                }
+            if read_request_head(&mut stream, 65536).is_some() {
+                handler(&mut stream);
             }
-            handler(&mut stream);
         }
     });
     addr
@@ -341,12 +376,8 @@ fn a_trickling_head_is_cut_off_and_named() {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nX-Slow: ");
         keep_writing(s, b"a", Duration::from_millis(50));
     });
-    let options = ProbeOptions {
-        timeout: Duration::from_secs(1),
-        ..opts()
-    };
     let started = Instant::now();
-    let report = run(&format!("http://{addr}/"), &options);
+    let report = run(&format!("http://{addr}/"), &one_second_deadline());
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(failure_of(&report), (FailureKind::Trickle, Phase::Head));
 }
@@ -357,11 +388,7 @@ fn a_trickling_body_is_cut_off_and_named() {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n");
         keep_writing(s, b"a", Duration::from_millis(50));
     });
-    let options = ProbeOptions {
-        timeout: Duration::from_secs(1),
-        ..opts()
-    };
-    let report = run(&format!("http://{addr}/"), &options);
+    let report = run(&format!("http://{addr}/"), &one_second_deadline());
     assert_eq!(failure_of(&report), (FailureKind::Trickle, Phase::Body));
     let http = report.requests[0].hops[0].http.as_ref().unwrap();
     assert_eq!(http.status, 200);
@@ -400,11 +427,7 @@ fn a_server_that_never_closes_an_unframed_body_is_named() {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\npartial body");
         std::thread::sleep(Duration::from_secs(5));
     });
-    let options = ProbeOptions {
-        timeout: Duration::from_secs(1),
-        ..opts()
-    };
-    let report = run(&format!("http://{addr}/"), &options);
+    let report = run(&format!("http://{addr}/"), &one_second_deadline());
     assert_eq!(failure_of(&report), (FailureKind::NeverCloses, Phase::Body));
     assert_eq!(
         report.requests[0].hops[0].http.as_ref().unwrap().body_bytes,
@@ -455,11 +478,7 @@ fn tls_probe(
     let addr = bench.upstream_tls(kind, Behaviour::Ok).unwrap();
     let ca = gwdoctor::collect::probe::tls::read_ca_file(&bench.ca_file().unwrap()).unwrap();
     let options = ProbeOptions {
-        resolve: vec![ResolveOverride {
-            host: APP_NAME.into(),
-            port: addr.port(),
-            addrs: vec![addr.ip()],
-        }],
+        resolve: app_name_at(addr),
         extra_roots: if with_ca { ca } else { Vec::new() },
         insecure,
         ..opts()
@@ -634,11 +653,7 @@ fn http2_is_used_when_alpn_offers_it() {
     let ca = LabCa::new().unwrap();
     let addr = h2_server(&ca, 503);
     let options = ProbeOptions {
-        resolve: vec![ResolveOverride {
-            host: name(),
-            port: addr.port(),
-            addrs: vec![addr.ip()],
-        }],
+        resolve: app_name_at(addr),
         extra_roots: vec![ca.cert_der()],
         ..opts()
     };
@@ -692,22 +707,33 @@ fn resolver_failures_are_classified() {
     }
 }
 
+/// A lab DNS server that answers every A query with `v4` (and no AAAA) at `ttl` seconds.
+fn dns_answering(bench: &mut Bench, v4: Ipv4Addr, ttl: u32) -> SocketAddr {
+    bench
+        .dns(DnsMode::Answer {
+            v4: vec![v4],
+            v6: vec![],
+            ttl,
+        })
+        .unwrap()
+}
+
+/// Probes `http://APP_NAME:port/` of `app`, asking only `resolvers` for the name.
+fn run_by_name(app: SocketAddr, resolvers: Vec<SocketAddr>) -> ProbeReport {
+    let options = ProbeOptions {
+        resolvers,
+        ..opts()
+    };
+    run(&format!("http://{APP_NAME}:{}/", app.port()), &options)
+}
+
 #[test]
 fn a_resolver_answer_is_used_with_its_ttl() {
     let mut bench = Bench::new().unwrap();
     let app = bench.upstream(Behaviour::Ok).unwrap();
-    let server = bench
-        .dns(DnsMode::Answer {
-            v4: vec![bench.ip],
-            v6: vec![],
-            ttl: 120,
-        })
-        .unwrap();
-    let options = ProbeOptions {
-        resolvers: vec![server],
-        ..opts()
-    };
-    let report = run(&format!("http://{APP_NAME}:{}/", app.port()), &options);
+    let ip = bench.ip;
+    let server = dns_answering(&mut bench, ip, 120);
+    let report = run_by_name(app, vec![server]);
     assert!(report.healthy(), "{report:#?}");
     assert_eq!(report.addresses, vec![app]);
     let answer = &report.dns.as_ref().unwrap().answers[0];
@@ -724,25 +750,10 @@ fn a_resolver_answer_is_used_with_its_ttl() {
 fn resolvers_that_disagree_are_a_client_dns_mismatch() {
     let mut bench = Bench::new().unwrap();
     let app = bench.upstream(Behaviour::Ok).unwrap();
-    let right = bench
-        .dns(DnsMode::Answer {
-            v4: vec![bench.ip],
-            v6: vec![],
-            ttl: 60,
-        })
-        .unwrap();
-    let stale = bench
-        .dns(DnsMode::Answer {
-            v4: vec![Ipv4Addr::new(127, 79, 0, 1)],
-            v6: vec![],
-            ttl: 86400,
-        })
-        .unwrap();
-    let options = ProbeOptions {
-        resolvers: vec![right, stale],
-        ..opts()
-    };
-    let report = run(&format!("http://{APP_NAME}:{}/", app.port()), &options);
+    let ip = bench.ip;
+    let right = dns_answering(&mut bench, ip, 60);
+    let stale = dns_answering(&mut bench, Ipv4Addr::new(127, 79, 0, 1), 86400);
+    let report = run_by_name(app, vec![right, stale]);
     let (f, _) = findings(&report);
     let mismatch = f
         .iter()
@@ -760,6 +771,13 @@ fn resolvers_that_disagree_are_a_client_dns_mismatch() {
 const SQUID_502: &str = "<html><head><title>ERROR: The requested URL could not be retrieved</title></head><body><h1>ERROR</h1><p>The system returned: (111) Connection refused</p></body></html>\n";
 const NGINX_502: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n";
 
+/// A proxy's own 502 page: squid could not reach the site.
+const SQUID_REFUSING: Behaviour = Behaviour::ForeignPage {
+    status: 502,
+    body: SQUID_502,
+    server: "squid/5.7",
+};
+
 fn proxy_env(var: &str, value: String, no_proxy: Option<&str>) -> ProxySettings {
     ProxySettings::from_lookup(|n| {
         if n == var {
@@ -776,13 +794,7 @@ fn proxy_env(var: &str, value: String, no_proxy: Option<&str>) -> ProxySettings 
 fn a_failing_proxy_with_a_working_site_is_the_client_proxy() {
     let mut bench = Bench::new().unwrap();
     let site = bench.upstream(Behaviour::Ok).unwrap();
-    let proxy = bench
-        .upstream(Behaviour::ForeignPage {
-            status: 502,
-            body: SQUID_502,
-            server: "squid/5.7",
-        })
-        .unwrap();
+    let proxy = bench.upstream(SQUID_REFUSING).unwrap();
     let options = ProbeOptions {
         proxy: proxy_env("HTTP_PROXY", format!("http://{proxy}"), None),
         ..opts()
@@ -826,20 +838,10 @@ fn https_goes_through_a_connect_tunnel() {
         .unwrap();
     let ca = gwdoctor::collect::probe::tls::read_ca_file(&bench.ca_file().unwrap()).unwrap();
     let url = format!("https://{APP_NAME}:{}/", site.port());
-    let resolve = vec![ResolveOverride {
-        host: name(),
-        port: site.port(),
-        addrs: vec![site.ip()],
-    }];
+    let resolve = app_name_at(site);
 
     // A proxy that refuses the tunnel with its own error page.
-    let refusing = bench
-        .upstream(Behaviour::ForeignPage {
-            status: 502,
-            body: SQUID_502,
-            server: "squid/5.7",
-        })
-        .unwrap();
+    let refusing = bench.upstream(SQUID_REFUSING).unwrap();
     let options = ProbeOptions {
         resolve: resolve.clone(),
         extra_roots: ca.clone(),
@@ -875,17 +877,9 @@ fn connect_proxy(allowed: SocketAddr) -> SocketAddr {
         let Ok((mut client, _)) = listener.accept() else {
             return;
         };
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-            match client.read(&mut byte) {
-                Ok(1) => head.push(byte[0]),
-                _ => return,
-            }
-        }
+        let Some(head) = read_request_head(&mut client, 8192) else {
+            return;
+        };
         assert!(
             head.starts_with(b"CONNECT "),
             "{}",
@@ -923,11 +917,7 @@ fn a_cloudflare_521_page_blames_the_origin() {
         })
         .unwrap();
     let report = run(&format!("http://{addr}/"), &opts());
-    let fp = &report.requests[0].hops[0]
-        .http
-        .as_ref()
-        .unwrap()
-        .fingerprint;
+    let fp = first_fingerprint(&report);
     assert_eq!(fp.page.as_ref().unwrap().signature, "cloudflare-521");
     assert_eq!(fp.front.as_ref().unwrap().product, "cloudflare");
     let c = causes(&report);
@@ -945,11 +935,7 @@ fn another_hops_page_behind_nginx_is_a_passthrough() {
         })
         .unwrap();
     let report = run(&format!("http://{addr}/"), &opts());
-    let fp = &report.requests[0].hops[0]
-        .http
-        .as_ref()
-        .unwrap()
-        .fingerprint;
+    let fp = first_fingerprint(&report);
     assert!(fp.passed_through());
     assert_eq!(fp.page.as_ref().unwrap().product, "haproxy");
     assert_eq!(causes(&report)[0], "upstream-5xx-passthrough");

@@ -4,6 +4,8 @@
 //! (with the diagnosis) and one resolve in each of the three shapes; `/metrics` is parsed for the
 //! expected series; the status page is loaded in headless Chromium when it is installed.
 
+mod common;
+
 use gwdoctor::i18n::Lang;
 use gwdoctor::lab::bench::Bench;
 use gwdoctor::lab::nginx::{Nginx, NginxParts, LAB_LOG_FORMAT};
@@ -11,8 +13,8 @@ use gwdoctor::lab::upstream::{self, Behaviour, Bind};
 use gwdoctor::watch::config::{AlertRules, Target, WatchConfig, Webhook, WebhookFormat};
 use gwdoctor::watch::Watch;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -114,23 +116,6 @@ async fn await_status(
         }
     }
     got
-}
-
-/// A GET with std sockets (bounded): the body.
-fn get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.take(8 << 20).read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
 }
 
 /// The samples of a text exposition: `name{labels}` → value.
@@ -296,7 +281,8 @@ fn healthy_broken_healed_alerts_and_resolves() {
     // Healthy: the target comes up and no alert is sent.
     let began = Instant::now();
     loop {
-        let status: serde_json::Value = serde_json::from_str(&get(page, "/api/status")).unwrap();
+        let status: serde_json::Value =
+            serde_json::from_str(&common::get_body(page, "/api/status")).unwrap();
         if status["targets"][0]["up"] == true && status["responses_in_window"].as_u64() >= Some(3) {
             assert!(status["firing"].is_null(), "{status}");
             break;
@@ -357,7 +343,7 @@ fn healthy_broken_healed_alerts_and_resolves() {
     let id = json["id"].as_str().unwrap().to_string();
 
     // While broken: the metrics carry the failure, by status, reason, cause and upstream.
-    let metrics = samples(&get(page, "/metrics"));
+    let metrics = samples(&common::get_body(page, "/metrics"));
     assert!(
         sample_matching(
             &metrics,
@@ -443,7 +429,7 @@ fn healthy_broken_healed_alerts_and_resolves() {
     // The sender counts a delivery after the receiver's answer: give it a moment.
     let began = Instant::now();
     let metrics = loop {
-        let metrics = samples(&get(page, "/metrics"));
+        let metrics = samples(&common::get_body(page, "/metrics"));
         let ok = sample_matching(
             &metrics,
             "gwdoctor_webhook_deliveries_total",

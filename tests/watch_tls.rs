@@ -9,6 +9,8 @@
 //! the status page show days left, coloured by urgency; the page is looked at in headless
 //! Chromium when it is installed.
 
+mod common;
+
 use gwdoctor::i18n::Lang;
 use gwdoctor::lab::bench::Bench;
 use gwdoctor::lab::tls::CertKind;
@@ -20,8 +22,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,23 +111,6 @@ async fn expiring_server(ip: IpAddr, days: i64, dir: &Path) -> (SocketAddr, Path
         }
     });
     (addr, ca_file, not_after.unix_timestamp())
-}
-
-/// A GET with std sockets (bounded): the body of a 200.
-fn get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.take(8 << 20).read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
 }
 
 /// The value of one series of a text exposition.
@@ -233,7 +217,8 @@ fn certificates_expiry_and_tls_failure_reasons() {
     // Every target probed at least twice.
     let began = Instant::now();
     let status = loop {
-        let status: serde_json::Value = serde_json::from_str(&get(page, "/api/status")).unwrap();
+        let status: serde_json::Value =
+            serde_json::from_str(&common::get_body(page, "/api/status")).unwrap();
         let all = status["targets"]
             .as_array()
             .unwrap()
@@ -307,7 +292,7 @@ fn certificates_expiry_and_tls_failure_reasons() {
     assert!(h["cert"].is_null(), "{h:#}");
 
     // The same in /metrics.
-    let metrics = get(page, "/metrics");
+    let metrics = common::get_body(page, "/metrics");
     let expiry = |t: &str| {
         sample(
             &metrics,
@@ -340,7 +325,7 @@ fn certificates_expiry_and_tls_failure_reasons() {
     );
 
     // The page: one certificate cell per target, coloured by urgency.
-    let html = get(page, "/");
+    let html = common::get_body(page, "/");
     let cell = |t: &str| {
         let row = html
             .split("<tr>")

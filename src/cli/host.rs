@@ -12,7 +12,7 @@ use gwdoctor::findings::{Check, Finding};
 use gwdoctor::i18n::Lang;
 use gwdoctor::redact::redact;
 use gwdoctor::report::findings::{check_json, checks_text, finding_json, finding_text};
-use gwdoctor::report::text::{styled, BOLD, DIM};
+use gwdoctor::report::text::{styled, table, BOLD, DIM};
 use gwdoctor::report::Format;
 use gwdoctor::rules::host::{findings, human_bytes};
 use serde_json::json;
@@ -258,21 +258,14 @@ fn listeners_text(out: &mut String, s: &HostSnapshot, lang: Lang) {
         .max()
         .unwrap_or(10)
         .clamp(10, 48);
-    let _ = writeln!(
-        out,
-        "  {}",
-        styled(
-            DIM,
-            &format!(
-                "{:<width$}  {:>7}  {:<16}  {}",
-                t(lang, "ADDRESS", "地址"),
-                "PID",
-                t(lang, "PROCESS", "进程"),
-                t(lang, "QUEUE/BACKLOG", "队列/积压上限")
-            )
-        )
+    let header = format!(
+        "{:<width$}  {:>7}  {:<16}  {}",
+        t(lang, "ADDRESS", "地址"),
+        "PID",
+        t(lang, "PROCESS", "进程"),
+        t(lang, "QUEUE/BACKLOG", "队列/积压上限")
     );
-    for l in s.listeners.iter().take(MAX_ROWS) {
+    table(out, &header, &s.listeners, MAX_ROWS, lang, |l| {
         let queue = match (l.queue, l.backlog) {
             (Some(q), Some(b)) => format!("{q}/{b}{}", if q > b { "  ← FULL" } else { "" }),
             (Some(q), None) => format!("{q}/?"),
@@ -283,31 +276,12 @@ fn listeners_text(out: &mut String, s: &HostSnapshot, lang: Lang) {
             addr.pop();
             addr.push('…');
         }
-        let _ = writeln!(
-            out,
-            "  {addr:<width$}  {:>7}  {:<16}  {queue}",
+        format!(
+            "{addr:<width$}  {:>7}  {:<16}  {queue}",
             l.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
             l.process_name.as_deref().unwrap_or("?"),
-        );
-    }
-    if s.listeners.len() > MAX_ROWS {
-        let _ = writeln!(
-            out,
-            "  {}",
-            styled(
-                DIM,
-                &format!(
-                    "… {} {}",
-                    s.listeners.len() - MAX_ROWS,
-                    t(
-                        lang,
-                        "more (--format json lists all)",
-                        "个未列出（--format json 列出全部）"
-                    )
-                )
-            )
-        );
-    }
+        )
+    });
     if s.listeners.iter().any(|l| l.pid.is_none()) {
         let note = if s.live {
             t(
@@ -395,23 +369,16 @@ fn processes_text(out: &mut String, s: &HostSnapshot, lang: Lang) {
                 .unwrap_or_default()
         );
     }
-    let _ = writeln!(
-        out,
-        "  {}",
-        styled(
-            DIM,
-            &format!(
-                "{:>7}  {:<16}  {:<16}  {:>13}  {:>7}  {:>9}",
-                "PID",
-                t(lang, "ROLE", "角色"),
-                t(lang, "NAME", "名称"),
-                t(lang, "FDS/LIMIT", "描述符/上限"),
-                t(lang, "THREADS", "线程"),
-                "RSS"
-            )
-        )
+    let header = format!(
+        "{:>7}  {:<16}  {:<16}  {:>13}  {:>7}  {:>9}",
+        "PID",
+        t(lang, "ROLE", "角色"),
+        t(lang, "NAME", "名称"),
+        t(lang, "FDS/LIMIT", "描述符/上限"),
+        t(lang, "THREADS", "线程"),
+        "RSS"
     );
-    for p in s.processes.iter().take(MAX_ROWS) {
+    table(out, &header, &s.processes, MAX_ROWS, lang, |p| {
         let fds = match (p.fds, p.fd_soft_limit) {
             (Some(f), Some(l)) => format!("{f}/{l}"),
             (None, Some(l)) => format!("?/{l}"),
@@ -419,34 +386,15 @@ fn processes_text(out: &mut String, s: &HostSnapshot, lang: Lang) {
             (None, None) => "?".to_string(),
         };
         let name: String = redact(&p.name).chars().take(16).collect();
-        let _ = writeln!(
-            out,
-            "  {:>7}  {:<16}  {:<16}  {:>13}  {:>7}  {:>9}",
+        format!(
+            "{:>7}  {:<16}  {:<16}  {:>13}  {:>7}  {:>9}",
             p.pid,
             role_name(lang, p.role),
             name,
             fds,
             p.threads,
             p.rss_bytes.map(human_bytes).unwrap_or_else(|| "?".into())
-        );
-    }
-    if s.processes.len() > MAX_ROWS {
-        let _ = writeln!(
-            out,
-            "  {}",
-            styled(
-                DIM,
-                &format!(
-                    "… {} {}",
-                    s.processes.len() - MAX_ROWS,
-                    t(
-                        lang,
-                        "more (--format json lists all)",
-                        "个未列出（--format json 列出全部）"
-                    )
-                )
-            )
-        );
-    }
+        )
+    });
     out.push('\n');
 }

@@ -18,6 +18,7 @@ use gwdoctor::redact::redact;
 use gwdoctor::report::findings::{check_json, checks_text, finding_json, finding_text};
 use gwdoctor::report::text::{styled, BOLD, CAUSE, DIM, PRODUCT};
 use gwdoctor::report::Format;
+use gwdoctor::rules::probe::{address_list, address_ttl};
 use serde_json::{json, Value};
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -254,22 +255,11 @@ pub fn text(
             let result = match (&a.failure, a.addresses.is_empty()) {
                 (Some(f), true) => styled(CAUSE, &f.detail),
                 _ => {
-                    let mut s = a
-                        .addresses
-                        .iter()
-                        .map(IpAddr::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    let mut s = address_list(&a.addresses);
                     if a.cname_chain.len() > 1 {
                         s = format!("{} → {s}", a.cname_chain[1..].join(" → "));
                     }
-                    if let Some(ttl) = a
-                        .records
-                        .iter()
-                        .filter(|r| r.rtype == "A" || r.rtype == "AAAA")
-                        .map(|r| r.ttl)
-                        .min()
-                    {
+                    if let Some(ttl) = address_ttl(a) {
                         s.push_str(&format!("  TTL {ttl}s"));
                     }
                     s

@@ -300,6 +300,15 @@ mod tests {
     const BOTH: &[&rustls::SupportedProtocolVersion] =
         &[&rustls::version::TLS13, &rustls::version::TLS12];
 
+    /// The certificate error that a client trusting `ca` (TLS 1.2 and 1.3, with SNI) gets from
+    /// `up` when it asks for [`NAME`]; panics on any other outcome.
+    async fn certificate_error(ca: &LabCa, up: &Upstream) -> CertificateError {
+        match fetch(up, client(ca, BOTH, true), NAME).await {
+            Err(rustls::Error::InvalidCertificate(e)) => e,
+            other => panic!("expected a certificate error, got {other:?}"),
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn valid_certificate_is_accepted_over_tls13_and_tls12() {
         let ca = LabCa::new().unwrap();
@@ -337,13 +346,11 @@ mod tests {
     async fn expired_certificate_is_rejected() {
         let ca = LabCa::new().unwrap();
         let up = upstream(server_config(&ca, &CertKind::Expired { name: NAME.into() }).unwrap());
-        let err = fetch(&up, client(&ca, BOTH, true), NAME).await.unwrap_err();
+        let err = certificate_error(&ca, &up).await;
         assert!(
             matches!(
                 err,
-                rustls::Error::InvalidCertificate(
-                    CertificateError::Expired | CertificateError::ExpiredContext { .. }
-                )
+                CertificateError::Expired | CertificateError::ExpiredContext { .. }
             ),
             "{err:?}"
         );
@@ -354,14 +361,11 @@ mod tests {
     async fn wrong_name_is_rejected() {
         let ca = LabCa::new().unwrap();
         let up = upstream(server_config(&ca, &CertKind::WrongName { name: NAME.into() }).unwrap());
-        let err = fetch(&up, client(&ca, BOTH, true), NAME).await.unwrap_err();
+        let err = certificate_error(&ca, &up).await;
         assert!(
             matches!(
                 err,
-                rustls::Error::InvalidCertificate(
-                    CertificateError::NotValidForName
-                        | CertificateError::NotValidForNameContext { .. }
-                )
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
             ),
             "{err:?}"
         );
@@ -379,14 +383,8 @@ mod tests {
     async fn self_signed_is_rejected() {
         let ca = LabCa::new().unwrap();
         let up = upstream(server_config(&ca, &CertKind::SelfSigned { name: NAME.into() }).unwrap());
-        let err = fetch(&up, client(&ca, BOTH, true), NAME).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
-            ),
-            "{err:?}"
-        );
+        let err = certificate_error(&ca, &up).await;
+        assert_eq!(err, CertificateError::UnknownIssuer);
         up.stop();
     }
 
@@ -430,6 +428,28 @@ mod tests {
         .is_err());
     }
 
+    /// Runs `openssl verify` with `options`, trusting `ca_path`, on the PEM certificate at
+    /// `leaf_path`; returns what it printed (stdout, then stderr).
+    fn openssl_verify(
+        options: &[&str],
+        ca_path: &std::path::Path,
+        leaf_path: &std::path::Path,
+    ) -> String {
+        let out = std::process::Command::new("openssl")
+            .arg("verify")
+            .args(options)
+            .arg("-CAfile")
+            .arg(ca_path)
+            .arg(leaf_path)
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
     /// Cross-check with OpenSSL (what nginx uses) when the `openssl` tool is installed: the
     /// verify error numbers nginx will print.
     #[test]
@@ -463,35 +483,14 @@ mod tests {
             let (cert, _) = issue_cert(&ca, kind).unwrap();
             let p = dir.join(format!("leaf{i}.pem"));
             std::fs::write(&p, cert.pem()).unwrap();
-            let out = std::process::Command::new("openssl")
-                .arg("verify")
-                .arg("-CAfile")
-                .arg(&ca_path)
-                .arg(&p)
-                .output()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let text = openssl_verify(&[], &ca_path, &p);
             assert!(text.contains(want), "{kind:?}: {text}");
         }
         // WrongName: the chain verifies, the host check fails.
         let (cert, _) = issue_cert(&ca, &CertKind::WrongName { name: NAME.into() }).unwrap();
         let p = dir.join("wrong.pem");
         std::fs::write(&p, cert.pem()).unwrap();
-        let out = std::process::Command::new("openssl")
-            .args(["verify", "-verify_hostname", NAME, "-CAfile"])
-            .arg(&ca_path)
-            .arg(&p)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = openssl_verify(&["-verify_hostname", NAME], &ca_path, &p);
         assert!(text.contains("error 62"), "{text}"); // hostname mismatch
         let _ = std::fs::remove_dir_all(&dir);
     }

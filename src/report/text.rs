@@ -35,6 +35,34 @@ pub fn wrapped(out: &mut String, indent: usize, text: &str) {
     }
 }
 
+/// Appends a table: the `header` line dimmed, then one line per row (what `row` makes of it)
+/// for the first `max_rows` rows, then a dimmed `… N more (--format json lists all)` for the
+/// rest; every line indented by two spaces. The caller pads the header and the rows alike.
+pub fn table<T>(
+    out: &mut String,
+    header: &str,
+    rows: &[T],
+    max_rows: usize,
+    lang: Lang,
+    row: impl Fn(&T) -> String,
+) {
+    let _ = writeln!(out, "  {}", styled(DIM, header));
+    for r in rows.iter().take(max_rows) {
+        let _ = writeln!(out, "  {}", row(r));
+    }
+    if rows.len() > max_rows {
+        let more = match lang {
+            Lang::En => "more (--format json lists all)",
+            Lang::Zh => "个未列出（--format json 列出全部）",
+        };
+        let _ = writeln!(
+            out,
+            "  {}",
+            styled(DIM, &format!("… {} {more}", rows.len() - max_rows))
+        );
+    }
+}
+
 /// Values a command's placeholders can be filled with, from the evidence at hand.
 #[derive(Debug, Default, Clone)]
 pub struct Placeholders {

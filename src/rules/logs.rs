@@ -103,7 +103,7 @@ pub fn judge(result: &ScanResult) -> LogVerdict {
                 example.text.clone(),
             ));
         }
-        let mut summary = format!("{} lines", c.primary);
+        let mut summary = lines(c.primary);
         if let (Some(first), Some(last)) = (c.first, c.last) {
             summary.push_str(&format!(
                 ", from {} to {}",
@@ -137,7 +137,7 @@ pub fn judge(result: &ScanResult) -> LogVerdict {
             failures.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             let underneath: Vec<String> = failures
                 .iter()
-                .map(|(other, n)| format!("{other} ({n} lines)"))
+                .map(|(other, n)| format!("{other} ({})", lines(*n)))
                 .collect();
             if !underneath.is_empty() {
                 finding.confidence = 0.95;
@@ -329,4 +329,13 @@ fn checks(result: &ScanResult) -> Vec<Check> {
         ));
     }
     checks
+}
+
+/// "1 line", "12 lines".
+fn lines(n: u64) -> String {
+    if n == 1 {
+        "1 line".to_string()
+    } else {
+        format!("{n} lines")
+    }
 }

@@ -85,22 +85,11 @@ fn dns_rules(
     for a in answers {
         let (status, detail) = match &a.failure {
             None => {
-                let mut d = a
-                    .addresses
-                    .iter()
-                    .map(IpAddr::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let mut d = address_list(&a.addresses);
                 if a.cname_chain.len() > 1 {
                     d = format!("{} → {d}", a.cname_chain.join(" → "));
                 }
-                if let Some(ttl) = a
-                    .records
-                    .iter()
-                    .filter(|r| r.rtype == "A" || r.rtype == "AAAA")
-                    .map(|r| r.ttl)
-                    .min()
-                {
+                if let Some(ttl) = address_ttl(a) {
                     d.push_str(&format!(" (TTL {ttl} s)"));
                 }
                 (Status::Pass, d)
@@ -181,7 +170,7 @@ fn dns_rules(
                             format!(
                                 "{} resolves {host} to {}",
                                 resolved[0].label,
-                                list(&resolved[0].addresses)
+                                address_list(&resolved[0].addresses)
                             ),
                         ),
                     ],
@@ -225,11 +214,19 @@ fn dns_rules(
                     vec![
                         ev(
                             location(a),
-                            format!("{} resolves {host} to {}", a.label, list(&a.addresses)),
+                            format!(
+                                "{} resolves {host} to {}",
+                                a.label,
+                                address_list(&a.addresses)
+                            ),
                         ),
                         ev(
                             location(b),
-                            format!("{} resolves {host} to {}", b.label, list(&b.addresses)),
+                            format!(
+                                "{} resolves {host} to {}",
+                                b.label,
+                                address_list(&b.addresses)
+                            ),
                         ),
                     ],
                 )
@@ -239,7 +236,19 @@ fn dns_rules(
     }
 }
 
-fn list(addrs: &[IpAddr]) -> String {
+/// The shortest TTL of an answer's address records (A, AAAA), in seconds: how long a cache
+/// may keep the addresses.
+pub fn address_ttl(answer: &DnsAnswer) -> Option<u32> {
+    answer
+        .records
+        .iter()
+        .filter(|r| r.rtype == "A" || r.rtype == "AAAA")
+        .map(|r| r.ttl)
+        .min()
+}
+
+/// Addresses as the reports list them: `192.0.2.1, 2001:db8::1`.
+pub fn address_list(addrs: &[IpAddr]) -> String {
     addrs
         .iter()
         .map(IpAddr::to_string)
@@ -728,29 +737,26 @@ fn stats_rules(stats: &Stats, findings: &mut Vec<Finding>, checks: &mut Vec<Chec
         .iter()
         .filter(|a| a.healthy * 10 >= a.requests * 9)
         .collect();
-    let outcomes = |a: &crate::collect::probe::stats::AddressStats| {
-        a.outcomes
+    // "127.0.0.2:80: 5 of 10 failed (empty-reply×5)": an address's failures, with their kinds.
+    let failures_of = |a: &crate::collect::probe::stats::AddressStats| {
+        let outcomes = a
+            .outcomes
             .iter()
             .map(|(k, v)| format!("{k}×{v}"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        ev(
+            location,
+            format!(
+                "{}: {} of {} failed ({outcomes})",
+                a.address,
+                a.failed(),
+                a.requests
+            ),
+        )
     };
     if stats.addresses.len() > 1 && !failing.is_empty() && !working.is_empty() {
-        let mut evidence: Vec<Evidence> = failing
-            .iter()
-            .map(|a| {
-                ev(
-                    location,
-                    format!(
-                        "{}: {} of {} failed ({})",
-                        a.address,
-                        a.failed(),
-                        a.requests,
-                        outcomes(a)
-                    ),
-                )
-            })
-            .collect();
+        let mut evidence: Vec<Evidence> = failing.iter().copied().map(failures_of).collect();
         evidence.extend(working.iter().map(|a| {
             ev(
                 location,
@@ -764,18 +770,7 @@ fn stats_rules(stats: &Stats, findings: &mut Vec<Finding>, checks: &mut Vec<Chec
             .addresses
             .iter()
             .filter(|a| a.failed() > 0)
-            .map(|a| {
-                ev(
-                    location,
-                    format!(
-                        "{}: {} of {} failed ({})",
-                        a.address,
-                        a.failed(),
-                        a.requests,
-                        outcomes(a)
-                    ),
-                )
-            })
+            .map(failures_of)
             .collect();
         findings.push(
             Finding::new("partial-backend-failure", 0.45, evidence)

@@ -1,5 +1,29 @@
 //! What the integration tests share.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A GET of `path` with std sockets, bounded in time (5 s to connect, 10 s per read) and size
+/// (8 MiB): the body of a 200; panics on any other status.
+// Not every test file that includes this module fetches pages.
+#[allow(dead_code)]
+pub fn get_body(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.take(8 << 20).read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
 /// Calls the macro `$m` with every lab scenario as `test_name => "scenario-name"`, so each test
 /// file that runs all scenarios lists them once, here (a test checks the list is complete).
 #[macro_export]

@@ -89,6 +89,9 @@ pub struct Directive {
     /// One mask per way the directive can be used (a name can exist in several modules:
     /// `server` in http, upstream, stream and mail).
     pub masks: &'static [u32],
+    /// Its position in the table: a small number that stands for the name, so that the model
+    /// compares and indexes directives without comparing or hashing strings.
+    pub index: u16,
 }
 
 /// Looks a directive up by name.
@@ -102,6 +105,7 @@ pub fn lookup(name: &str) -> Option<Directive> {
         name: TABLE[i].0,
         origin: TABLE[i].1,
         masks: TABLE[i].2,
+        index: i as u16,
     })
 }
 
@@ -150,30 +154,28 @@ impl Problem {
 /// Checks one use of a directive against its masks, the way crossplane's analyzer (and
 /// nginx's `ngx_conf_handler`) does. `context` is one context bit; `check_args` false checks
 /// the context only.
-pub fn analyze(
+pub fn analyze<S: AsRef<str>>(
     masks: &[u32],
     context: u32,
-    args: &[&str],
+    args: &[S],
     terminator: Terminator,
     check_args: bool,
 ) -> Result<(), Problem> {
-    let mut usable = masks
-        .iter()
-        .copied()
-        .filter(|m| m & context != 0)
-        .peekable();
-    if usable.peek().is_none() {
+    let usable = || masks.iter().copied().filter(|m| m & context != 0);
+    if usable().next().is_none() {
         return Err(Problem::NotAllowedHere);
     }
     if !check_args {
         return Ok(());
     }
-    let usable: Vec<u32> = usable.collect();
     let n = args.len();
-    let is_flag = |s: &str| s.eq_ignore_ascii_case("on") || s.eq_ignore_ascii_case("off");
+    let is_flag = |s: &S| {
+        let s = s.as_ref();
+        s.eq_ignore_ascii_case("on") || s.eq_ignore_ascii_case("off")
+    };
     let mut problem = Problem::InvalidArgCount;
     // In reverse, so that the first mask (usually the main use) names the problem.
-    for &m in usable.iter().rev() {
+    for m in usable().rev() {
         if m & mask::BLOCK != 0 && terminator != Terminator::Open {
             problem = Problem::NoOpeningBrace;
             continue;
@@ -183,15 +185,15 @@ pub fn analyze(
             continue;
         }
         if (n <= 7 && (m >> n) & 1 == 1)
-            || (m & mask::FLAG != 0 && n == 1 && is_flag(args[0]))
+            || (m & mask::FLAG != 0 && n == 1 && is_flag(&args[0]))
             || m & mask::ANY != 0
             || (m & mask::MORE1 != 0 && n >= 1)
             || (m & mask::MORE2 != 0 && n >= 2)
         {
             return Ok(());
         }
-        problem = if m & mask::FLAG != 0 && n == 1 && !is_flag(args[0]) {
-            Problem::InvalidFlag(args[0].to_string())
+        problem = if m & mask::FLAG != 0 && n == 1 && !is_flag(&args[0]) {
+            Problem::InvalidFlag(args[0].as_ref().to_string())
         } else {
             Problem::InvalidArgCount
         };
@@ -1199,7 +1201,7 @@ mod tests {
     fn analyzes_like_nginx() {
         let user = lookup("user").unwrap();
         assert_eq!(
-            analyze(user.masks, mask::MAIN, &[], Terminator::Semi, true),
+            analyze::<&str>(user.masks, mask::MAIN, &[], Terminator::Semi, true),
             Err(Problem::InvalidArgCount)
         );
         assert!(analyze(

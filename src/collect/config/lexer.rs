@@ -319,17 +319,14 @@ impl<'a> Lexer<'a> {
         while let Some(mut u) = current {
             if self.is_space(u) {
                 if !token.is_empty() {
-                    let is_lua =
-                        self.next_is_directive && LUA_BLOCKS.contains(&token.as_str(self.src));
-                    let name = token.as_str(self.src).to_string();
+                    let lua = self.lua_kind(&token);
                     let line = token.line;
                     let text = token.take();
                     token.owned = None;
                     self.emit(Kind::Word, line, false, text);
-                    if is_lua {
-                        self.lua_block(&name)?;
-                    } else {
-                        self.next_is_directive = false;
+                    match lua {
+                        Some(set) => self.lua_block(set)?,
+                        None => self.next_is_directive = false,
                     }
                 }
                 // Fast path: runs of ASCII blanks and line breaks.
@@ -402,15 +399,13 @@ impl<'a> Lexer<'a> {
                         .next()
                         .map_err(|_| Stop::Fatal(FatalKind::UnterminatedQuote, quote_line))?;
                 }
-                let is_lua = self.next_is_directive && LUA_BLOCKS.contains(&token.as_str(self.src));
-                let name = token.as_str(self.src).to_string();
+                let lua = self.lua_kind(&token);
                 let line = token.line;
                 let text = token.take();
                 self.emit(Kind::Word, line, true, text);
-                if is_lua {
-                    self.lua_block(&name)?;
-                } else {
-                    self.next_is_directive = false;
+                match lua {
+                    Some(set) => self.lua_block(set)?,
+                    None => self.next_is_directive = false,
                 }
                 current = self.units.next();
                 continue;
@@ -462,9 +457,22 @@ impl<'a> Lexer<'a> {
         Ok(())
     }
 
-    /// The body of a `*_by_lua_block`: one quoted word up to the matching `}`, then `;`.
-    fn lua_block(&mut self, directive: &str) -> Result<(), Stop> {
-        if directive == "set_by_lua_block" {
+    /// Whether the word just read is a directive whose body is Lua code: `Some(true)` for
+    /// `set_by_lua_block` (which takes one word before the body), `Some(false)` for the others.
+    fn lua_kind(&self, token: &Building) -> Option<bool> {
+        if !self.next_is_directive {
+            return None;
+        }
+        let name = token.as_str(self.src);
+        // Checked without allocating: this runs for the first word of every directive.
+        (name.ends_with("_by_lua_block") && LUA_BLOCKS.contains(&name))
+            .then(|| name == "set_by_lua_block")
+    }
+
+    /// The body of a `*_by_lua_block`: one quoted word up to the matching `}`, then `;`
+    /// (`set`: `set_by_lua_block`, which takes one word before the body).
+    fn lua_block(&mut self, set: bool) -> Result<(), Stop> {
+        if set {
             let mut arg = Building::default();
             loop {
                 let mut u = self.next()?;

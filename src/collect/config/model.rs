@@ -455,15 +455,60 @@ struct Item<'a> {
     stmt: &'a Stmt,
     file: FileId,
     via: usize,
+    /// The directive's index in the table ([`UNKNOWN`] for a name not in it).
+    id: u16,
+}
+
+/// The [`Item::id`] of a directive the table does not know.
+const UNKNOWN: u16 = u16::MAX;
+
+impl<'a> Item<'a> {
+    fn new(stmt: &'a Stmt, file: FileId, via: usize) -> Item<'a> {
+        Item {
+            stmt,
+            file,
+            via,
+            id: stmt.known.map_or(UNKNOWN, |d| d.index),
+        }
+    }
+
+    fn is(&self, key: Key) -> bool {
+        match key.index {
+            Some(index) => self.id == index,
+            None => self.stmt.name == key.name,
+        }
+    }
+}
+
+/// A directive name the model looks for, with its table index when it has one, so that
+/// finding it compares numbers rather than strings.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    name: &'static str,
+    index: Option<u16>,
+}
+
+impl Key {
+    fn of(name: &'static str) -> Key {
+        Key {
+            name,
+            index: directives::lookup(name).map(|d| d.index),
+        }
+    }
 }
 
 /// One level of inheritance: the directives of a block, and the level around it.
 struct Level<'a, 'p> {
     parent: Option<&'p Level<'a, 'p>>,
     items: &'p [Item<'a>],
-    /// Positions of each name in `items`, for big blocks (an http{} with thousands of servers
-    /// is searched for every setting of every target).
-    index: Option<HashMap<&'a str, Vec<usize>>>,
+    /// Which ids (modulo 256) occur here: most settings are set at no level or at one, so a
+    /// lookup mostly skips a level on one bit instead of scanning it.
+    present: [u64; 4],
+    /// Whether a directive the table does not know occurs here.
+    has_unknown: bool,
+    /// Positions of each known directive in `items`, for big blocks (an http{} with thousands
+    /// of servers is searched for every setting of every target).
+    index: Option<rustc_hash::FxHashMap<u16, Vec<u32>>>,
 }
 
 /// How deep the walk follows blocks (through includes, a file's own limit being
@@ -475,63 +520,93 @@ const INDEX_FROM: usize = 24;
 
 impl<'a, 'p> Level<'a, 'p> {
     fn new(parent: Option<&'p Level<'a, 'p>>, items: &'p [Item<'a>]) -> Level<'a, 'p> {
+        let mut present = [0u64; 4];
+        let mut has_unknown = false;
+        for item in items {
+            if item.id == UNKNOWN {
+                has_unknown = true;
+            } else {
+                present[usize::from(item.id >> 6) & 3] |= 1 << (item.id & 63);
+            }
+        }
         let index = (items.len() > INDEX_FROM).then(|| {
-            let mut index: HashMap<&'a str, Vec<usize>> = HashMap::new();
+            let mut index: rustc_hash::FxHashMap<u16, Vec<u32>> = Default::default();
             for (i, item) in items.iter().enumerate() {
-                index.entry(item.stmt.name.as_ref()).or_default().push(i);
+                if item.id != UNKNOWN {
+                    index.entry(item.id).or_default().push(i as u32);
+                }
             }
             index
         });
         Level {
             parent,
             items,
+            present,
+            has_unknown,
             index,
         }
     }
 
-    /// This level's uses of `name`, in order.
-    fn here(&self, name: &str) -> Vec<Item<'a>> {
-        match &self.index {
-            Some(index) => index
-                .get(name)
-                .map(|v| v.iter().map(|&i| self.items[i]).collect())
-                .unwrap_or_default(),
-            None => self
-                .items
-                .iter()
-                .filter(|i| i.stmt.name == name)
-                .copied()
-                .collect(),
+    /// Whether `key` may occur at this level (false: it surely does not).
+    fn may_have(&self, key: Key) -> bool {
+        match key.index {
+            Some(id) => self.present[usize::from(id >> 6) & 3] & (1 << (id & 63)) != 0,
+            None => self.has_unknown,
         }
     }
 
-    /// The nearest level's last use of `name`.
-    fn last(&self, name: &str) -> Option<Item<'a>> {
+    /// The positions of `key` at this level, when the level has an index for it.
+    fn indexed(&self, key: Key) -> Option<&[u32]> {
+        match (&self.index, key.index) {
+            (Some(index), Some(id)) => Some(index.get(&id).map_or(&[][..], Vec::as_slice)),
+            _ => None,
+        }
+    }
+
+    /// The nearest level's last use of `key`.
+    fn last(&self, key: Key) -> Option<Item<'a>> {
         let mut level = Some(self);
         while let Some(l) = level {
-            let found = match &l.index {
-                Some(index) => index.get(name).and_then(|v| v.last()).map(|&i| l.items[i]),
-                None => l.items.iter().rev().find(|i| i.stmt.name == name).copied(),
-            };
-            if found.is_some() {
-                return found;
+            if l.may_have(key) {
+                let found = match l.indexed(key) {
+                    Some(positions) => positions.last().map(|&i| l.items[i as usize]),
+                    None => l.items.iter().rev().find(|i| i.is(key)).copied(),
+                };
+                if found.is_some() {
+                    return found;
+                }
             }
             level = l.parent;
         }
         None
     }
 
-    /// Every use of `name` at the nearest level that has one (array directives).
-    fn all(&self, name: &str) -> Vec<Item<'a>> {
+    /// The last of the uses of `key` at the nearest level that has one (array directives,
+    /// such as `proxy_set_header`) for which `wanted` holds.
+    fn last_of_all(&self, key: Key, wanted: impl Fn(&Item) -> bool) -> Option<Item<'a>> {
         let mut level = Some(self);
         while let Some(l) = level {
-            let found = l.here(name);
-            if !found.is_empty() {
-                return found;
+            if l.may_have(key) {
+                match l.indexed(key) {
+                    Some([]) => {}
+                    Some(positions) => {
+                        return positions
+                            .iter()
+                            .rev()
+                            .map(|&i| l.items[i as usize])
+                            .find(|i| wanted(i));
+                    }
+                    None => {
+                        let mut uses = l.items.iter().rev().filter(|i| i.is(key)).peekable();
+                        if uses.peek().is_some() {
+                            return uses.find(|i| wanted(i)).copied();
+                        }
+                    }
+                }
             }
             level = l.parent;
         }
-        Vec::new()
+        None
     }
 }
 
@@ -597,7 +672,7 @@ impl<'a> Builder<'a> {
         for s in stmts {
             if s.name == "include" && s.block.is_none() {
                 // The include itself is checked like any directive, then replaced by what it brings.
-                out.push(Item { stmt: s, file, via });
+                out.push(Item::new(s, file, via));
                 if depth > super::parser::MAX_DEPTH {
                     continue;
                 }
@@ -610,7 +685,7 @@ impl<'a> Builder<'a> {
                     self.flatten_into(&config.files[id].stmts, id, child, out, depth + 1);
                 }
             } else {
-                out.push(Item { stmt: s, file, via });
+                out.push(Item::new(s, file, via));
             }
         }
     }
@@ -652,14 +727,22 @@ impl<'a> Builder<'a> {
                 self.issue(item, "unknown", message, suggestion);
             }
             Some(d) => {
-                let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
                 // A Lua block arrives as one argument and a `;` (its body is Lua, not nginx).
                 let check_args = d.origin != Origin::Docs
                     && !super::lexer::LUA_BLOCKS.contains(&s.name.as_ref());
-                let args = if s.name == "if" { if_args(&args) } else { args };
-                if let Err(p) =
-                    directives::analyze(d.masks, ctx.bit(), &args, s.terminator, check_args)
-                {
+                let checked = if s.name == "if" {
+                    let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
+                    directives::analyze(
+                        d.masks,
+                        ctx.bit(),
+                        &if_args(&args),
+                        s.terminator,
+                        check_args,
+                    )
+                } else {
+                    directives::analyze(d.masks, ctx.bit(), &s.args, s.terminator, check_args)
+                };
+                if let Err(p) = checked {
                     let kind = match p {
                         directives::Problem::NotAllowedHere => "context",
                         _ => "arguments",
@@ -994,7 +1077,7 @@ impl<'a> Builder<'a> {
         let tls = matches!(scheme.as_str(), "https" | "grpcs" | "suwsgi")
             || (kind == PassKind::Stream
                 && level
-                    .last("proxy_ssl")
+                    .last(Key::of("proxy_ssl"))
                     .is_some_and(|i| i.stmt.arg(0) == Some("on")));
         // The host part ends at the first `/` (not inside `unix:…:`).
         let host_part = if let Some(after) = rest.strip_prefix("unix:") {
@@ -1198,55 +1281,110 @@ fn split_scheme(kind: PassKind, value: &str) -> (String, &str) {
     (own.to_string(), value)
 }
 
-/// The directive names of one kind's settings (`proxy_read_timeout`, `fastcgi_read_timeout` …).
+/// The directives of one kind's settings (`proxy_read_timeout`, `fastcgi_read_timeout` …),
+/// and those all kinds look at.
 struct Names {
-    connect_timeout: &'static str,
-    send_timeout: &'static str,
-    read_timeout: &'static str,
-    buffer_size: &'static str,
-    buffers: &'static str,
-    buffering: &'static str,
-    next_upstream: &'static str,
-    ssl_server_name: &'static str,
-    ssl_name: &'static str,
-    ssl_verify: &'static str,
-    ssl_trusted_certificate: &'static str,
-    ssl_protocols: &'static str,
+    connect_timeout: Key,
+    send_timeout: Key,
+    read_timeout: Key,
+    buffer_size: Key,
+    buffers: Key,
+    buffering: Key,
+    next_upstream: Key,
+    ssl_server_name: Key,
+    ssl_name: Key,
+    ssl_verify: Key,
+    ssl_trusted_certificate: Key,
+    ssl_protocols: Key,
+    http_version: Key,
+    keep_conn: Key,
+    set_header: Key,
+    resolver: Key,
+    resolver_timeout: Key,
 }
 
 macro_rules! names {
-    ($p:literal, $read:literal, $send:literal) => {
+    ($p:literal, $read:literal, $send:literal, $set_header:literal) => {
         Names {
-            connect_timeout: concat!($p, "_connect_timeout"),
-            send_timeout: $send,
-            read_timeout: $read,
-            buffer_size: concat!($p, "_buffer_size"),
-            buffers: concat!($p, "_buffers"),
-            buffering: concat!($p, "_buffering"),
-            next_upstream: concat!($p, "_next_upstream"),
-            ssl_server_name: concat!($p, "_ssl_server_name"),
-            ssl_name: concat!($p, "_ssl_name"),
-            ssl_verify: concat!($p, "_ssl_verify"),
-            ssl_trusted_certificate: concat!($p, "_ssl_trusted_certificate"),
-            ssl_protocols: concat!($p, "_ssl_protocols"),
+            connect_timeout: Key::of(concat!($p, "_connect_timeout")),
+            send_timeout: Key::of($send),
+            read_timeout: Key::of($read),
+            buffer_size: Key::of(concat!($p, "_buffer_size")),
+            buffers: Key::of(concat!($p, "_buffers")),
+            buffering: Key::of(concat!($p, "_buffering")),
+            next_upstream: Key::of(concat!($p, "_next_upstream")),
+            ssl_server_name: Key::of(concat!($p, "_ssl_server_name")),
+            ssl_name: Key::of(concat!($p, "_ssl_name")),
+            ssl_verify: Key::of(concat!($p, "_ssl_verify")),
+            ssl_trusted_certificate: Key::of(concat!($p, "_ssl_trusted_certificate")),
+            ssl_protocols: Key::of(concat!($p, "_ssl_protocols")),
+            http_version: Key::of("proxy_http_version"),
+            keep_conn: Key::of("fastcgi_keep_conn"),
+            set_header: Key::of($set_header),
+            resolver: Key::of("resolver"),
+            resolver_timeout: Key::of("resolver_timeout"),
         }
     };
 }
 
-fn names(kind: PassKind) -> Names {
-    match kind {
-        PassKind::Proxy => names!("proxy", "proxy_read_timeout", "proxy_send_timeout"),
-        PassKind::Stream => names!("proxy", "proxy_timeout", "proxy_timeout"),
-        PassKind::Fastcgi => names!("fastcgi", "fastcgi_read_timeout", "fastcgi_send_timeout"),
-        PassKind::Uwsgi => names!("uwsgi", "uwsgi_read_timeout", "uwsgi_send_timeout"),
-        PassKind::Grpc => names!("grpc", "grpc_read_timeout", "grpc_send_timeout"),
-        PassKind::Scgi => names!("scgi", "scgi_read_timeout", "scgi_send_timeout"),
-        PassKind::Memcached => names!(
-            "memcached",
-            "memcached_read_timeout",
-            "memcached_send_timeout"
-        ),
-    }
+/// The names of each kind's settings, looked up in the table once.
+fn names(kind: PassKind) -> &'static Names {
+    static NAMES: std::sync::OnceLock<[Names; 7]> = std::sync::OnceLock::new();
+    let all = NAMES.get_or_init(|| {
+        [
+            names!(
+                "proxy",
+                "proxy_read_timeout",
+                "proxy_send_timeout",
+                "proxy_set_header"
+            ),
+            names!(
+                "proxy",
+                "proxy_timeout",
+                "proxy_timeout",
+                "proxy_set_header"
+            ),
+            names!(
+                "fastcgi",
+                "fastcgi_read_timeout",
+                "fastcgi_send_timeout",
+                "proxy_set_header"
+            ),
+            names!(
+                "uwsgi",
+                "uwsgi_read_timeout",
+                "uwsgi_send_timeout",
+                "proxy_set_header"
+            ),
+            names!(
+                "grpc",
+                "grpc_read_timeout",
+                "grpc_send_timeout",
+                "grpc_set_header"
+            ),
+            names!(
+                "scgi",
+                "scgi_read_timeout",
+                "scgi_send_timeout",
+                "proxy_set_header"
+            ),
+            names!(
+                "memcached",
+                "memcached_read_timeout",
+                "memcached_send_timeout",
+                "proxy_set_header"
+            ),
+        ]
+    });
+    &all[match kind {
+        PassKind::Proxy => 0,
+        PassKind::Stream => 1,
+        PassKind::Fastcgi => 2,
+        PassKind::Uwsgi => 3,
+        PassKind::Grpc => 4,
+        PassKind::Scgi => 5,
+        PassKind::Memcached => 6,
+    }]
 }
 
 /// A directive's arguments as one value, unescaped as nginx reads them.
@@ -1264,25 +1402,17 @@ fn value_of(stmt: &Stmt) -> String {
 /// The settings that apply at a target, by nginx's inheritance.
 fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Settings {
     let n = names(kind);
-    let get = |name: &str| {
+    let get = |name: Key| {
         level.last(name).map(|i| Setting {
             value: value_of(i.stmt),
             at: Some(loc_of(&i)),
         })
     };
-    let or = |name: &str, default: &str| get(name).unwrap_or_else(|| Setting::default(default));
+    let or = |name: Key, default: &str| get(name).unwrap_or_else(|| Setting::default(default));
     let stream = kind == PassKind::Stream;
     let header = |wanted: &str| {
-        let setter = if kind == PassKind::Grpc {
-            "grpc_set_header"
-        } else {
-            "proxy_set_header"
-        };
         level
-            .all(setter)
-            .into_iter()
-            .rev()
-            .find(|i| {
+            .last_of_all(n.set_header, |i| {
                 i.stmt
                     .arg(0)
                     .is_some_and(|h| h.eq_ignore_ascii_case(wanted))
@@ -1311,7 +1441,7 @@ fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Set
             n.next_upstream,
             if stream { "on" } else { "error timeout" },
         )),
-        http_version: (kind == PassKind::Proxy).then(|| or("proxy_http_version", "1.0")),
+        http_version: (kind == PassKind::Proxy).then(|| or(n.http_version, "1.0")),
         connection_header: if kind == PassKind::Proxy {
             header("connection")
         } else {
@@ -1322,14 +1452,14 @@ fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Set
         } else {
             None
         },
-        keep_conn: (kind == PassKind::Fastcgi).then(|| or("fastcgi_keep_conn", "off")),
+        keep_conn: (kind == PassKind::Fastcgi).then(|| or(n.keep_conn, "off")),
         ssl_server_name: ssl.then(|| or(n.ssl_server_name, "off")),
         ssl_name: ssl.then(|| get(n.ssl_name)).flatten(),
         ssl_verify: ssl.then(|| or(n.ssl_verify, "off")),
         ssl_trusted_certificate: ssl.then(|| get(n.ssl_trusted_certificate)).flatten(),
         ssl_protocols: ssl.then(|| get(n.ssl_protocols)).flatten(),
-        resolver: get("resolver"),
-        resolver_timeout: or("resolver_timeout", "30s"),
+        resolver: get(n.resolver),
+        resolver_timeout: or(n.resolver_timeout, "30s"),
     }
 }
 

@@ -173,20 +173,31 @@ pub fn read_text(
 
 /// Builds the statement tree of one lexed file, or the first error nginx would report.
 pub fn parse_tokens(lexed: &Lexed, path: &Path) -> Result<Vec<Stmt>, ConfigError> {
+    parse_tokens_noting(lexed, path, &mut Vec::new())
+}
+
+/// An `include` with one argument, as (line, the argument as nginx reads it), in the order
+/// the statements appear (a block's statement before those inside it).
+type IncludeArg = (u32, String);
+
+/// [`parse_tokens`], noting every `include` in `includes` as it goes, so that [`load`] need
+/// not walk the tree again to find them.
+fn parse_tokens_noting(
+    lexed: &Lexed,
+    path: &Path,
+    includes: &mut Vec<IncludeArg>,
+) -> Result<Vec<Stmt>, ConfigError> {
     let end = lexed
         .fatal
         .as_ref()
         .map_or(lexed.tokens.len(), |f| f.at_token);
-    let tokens: Vec<&lexer::Token> = lexed.tokens[..end]
+    let mut tokens = lexed.tokens[..end]
         .iter()
-        .filter(|t| t.kind != Kind::Comment)
-        .collect();
+        .filter(|t| t.kind != Kind::Comment);
     // The open blocks: the statements collected so far at each level.
     let mut stack: Vec<(Stmt, Vec<Stmt>)> = Vec::new();
     let mut current: Vec<Stmt> = Vec::new();
-    let mut i = 0;
-    while i < tokens.len() {
-        let t = tokens[i];
+    while let Some(t) = tokens.next() {
         match t.kind {
             Kind::Close if !t.quoted => {
                 let Some((mut parent, outer)) = stack.pop() else {
@@ -194,7 +205,6 @@ pub fn parse_tokens(lexed: &Lexed, path: &Path) -> Result<Vec<Stmt>, ConfigError
                 };
                 parent.block = Some(std::mem::replace(&mut current, outer));
                 current.push(parent);
-                i += 1;
                 continue;
             }
             Kind::Semi if !t.quoted => {
@@ -213,9 +223,8 @@ pub fn parse_tokens(lexed: &Lexed, path: &Path) -> Result<Vec<Stmt>, ConfigError
         };
         let line = t.line;
         let mut args = Vec::new();
-        i += 1;
         let terminator = loop {
-            let Some(&t) = tokens.get(i) else {
+            let Some(t) = tokens.next() else {
                 if let Some(f) = &lexed.fatal {
                     return Err(error(path, Some(f.line), f.message()));
                 }
@@ -227,7 +236,6 @@ pub fn parse_tokens(lexed: &Lexed, path: &Path) -> Result<Vec<Stmt>, ConfigError
                     ),
                 ));
             };
-            i += 1;
             match (t.kind, t.quoted) {
                 (Kind::Semi, false) => break Terminator::Semi,
                 (Kind::Open, false) => break Terminator::Open,
@@ -244,6 +252,9 @@ pub fn parse_tokens(lexed: &Lexed, path: &Path) -> Result<Vec<Stmt>, ConfigError
                 _ => args.push(lexed.text(t).to_string()),
             }
         };
+        if name == "include" && args.len() == 1 && terminator == Terminator::Semi {
+            includes.push((line, unescape(&args[0])));
+        }
         let stmt = Stmt {
             name,
             known,
@@ -290,22 +301,32 @@ thread_local! {
 
 /// Reads, lexes and parses one file.
 pub fn parse_file(path: &Path, limit: u64) -> Result<SourceFile, ConfigError> {
+    parse_file_noting(path, limit).map(|(file, _)| file)
+}
+
+/// [`parse_file`], with the file's `include` arguments in order.
+fn parse_file_noting(
+    path: &Path,
+    limit: u64,
+) -> Result<(SourceFile, Vec<IncludeArg>), ConfigError> {
     let (text, modified) = read_text(path, limit)?;
     let buffer = TOKENS.with(|t| std::mem::take(&mut *t.borrow_mut()));
     let mut lexed = lexer::lex_into(text, buffer);
-    let stmts = parse_tokens(&lexed, path);
+    let mut includes = Vec::new();
+    let stmts = parse_tokens_noting(&lexed, path, &mut includes);
     let mut tokens = std::mem::take(&mut lexed.tokens);
     tokens.clear();
     TOKENS.with(|t| *t.borrow_mut() = tokens);
     let stmts = stmts?;
-    Ok(SourceFile {
+    let file = SourceFile {
         path: path.to_path_buf(),
         stmts,
         odd_spaces: lexed.odd_spaces,
         text: lexed.source,
         modified,
         line_starts: std::sync::OnceLock::new(),
-    })
+    };
+    Ok((file, includes))
 }
 
 /// Whether an include argument is a glob pattern (Python's `glob.has_magic`, glob(3)'s syntax).
@@ -328,21 +349,31 @@ pub fn glob_sorted(pattern: &str) -> Vec<PathBuf> {
     found
 }
 
-/// Parses several files in order. (Parsing them on several threads was measured: no faster,
-/// as the work is mostly memory allocation, which threads contend for.)
-fn parse_many(paths: &[PathBuf]) -> Vec<Result<SourceFile, ConfigError>> {
+/// Parses several files, on all cores when there are several: each file is independent, and
+/// a glob such as `sites/*.conf` brings in hundreds at once. The results keep `paths`' order.
+fn parse_many(paths: &[PathBuf]) -> Vec<Result<(SourceFile, Vec<IncludeArg>), ConfigError>> {
+    use rayon::prelude::*;
+    if paths.len() < 4 {
+        return paths
+            .iter()
+            .map(|p| parse_file_noting(p, MAX_FILE_BYTES))
+            .collect();
+    }
     paths
-        .iter()
-        .map(|p| parse_file(p, MAX_FILE_BYTES))
+        .par_iter()
+        .with_min_len(2)
+        .map(|p| parse_file_noting(p, MAX_FILE_BYTES))
         .collect()
 }
 
 /// Loads the main file and everything it includes.
 pub fn load(main: &Path) -> Result<Config, ConfigError> {
     let prefix = main.parent().map(Path::to_path_buf).unwrap_or_default();
-    let first = parse_file(main, MAX_FILE_BYTES)?;
+    let (first, first_includes) = parse_file_noting(main, MAX_FILE_BYTES)?;
     let mut total = first.text.len() as u64;
     let mut files = vec![first];
+    // Each file's include arguments, taken when the file's turn comes.
+    let mut pending_includes = vec![first_includes];
     let mut by_path: HashMap<PathBuf, FileId> = HashMap::new();
     by_path.insert(canonical(main), 0);
     // Files are parsed in discovery order; each file's include statements are resolved once,
@@ -350,17 +381,18 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
     let mut resolved: HashMap<PathBuf, Vec<FileId>> = HashMap::new();
     let mut next = 0;
     while next < files.len() {
-        let mut pending: Vec<(Vec<usize>, u32, String)> = Vec::new();
-        collect_includes(&files[next].stmts, &mut Vec::new(), &mut pending);
-        for (route, line, arg) in pending {
-            let includer = files[next].path.clone();
+        let includes = std::mem::take(&mut pending_includes[next]);
+        // The files each include statement brings in, in the statements' order.
+        let mut brought: Vec<Vec<FileId>> = Vec::with_capacity(includes.len());
+        for (line, arg) in includes {
+            let includer = &files[next].path;
             let pattern = if Path::new(&arg).is_absolute() {
                 PathBuf::from(&arg)
             } else {
                 prefix.join(&arg)
             };
             if let Some(ids) = resolved.get(&pattern) {
-                stmt_at(&mut files[next].stmts, &route).includes = ids.clone();
+                brought.push(ids.clone());
                 continue;
             }
             let paths = if has_magic(&arg) {
@@ -371,7 +403,7 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
             } else {
                 if let Err(e) = std::fs::File::open(&pattern) {
                     return Err(error(
-                        &includer,
+                        includer,
                         Some(line),
                         format!(
                             "include: open() \"{}\" failed ({})",
@@ -382,24 +414,25 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
                 }
                 vec![pattern.clone()]
             };
-            // Parse the files this include brings in for the first time, several at once.
+            // The files this include brings in for the first time.
+            let keys: Vec<PathBuf> = paths.iter().map(|p| canonical(p)).collect();
             let mut fresh: Vec<(PathBuf, PathBuf)> = Vec::new();
-            for path in &paths {
-                let key = canonical(path);
-                if !by_path.contains_key(&key) && !fresh.iter().any(|(k, _)| *k == key) {
-                    fresh.push((key, path.clone()));
+            for (key, path) in keys.iter().zip(&paths) {
+                if !by_path.contains_key(key) && !fresh.iter().any(|(k, _)| k == key) {
+                    fresh.push((key.clone(), path.clone()));
                 }
             }
             if files.len() + fresh.len() > MAX_FILES {
                 return Err(error(
-                    &includer,
+                    includer,
                     Some(line),
                     format!("more than {MAX_FILES} included files"),
                 ));
             }
+            let includer = includer.clone();
             let parsed = parse_many(&fresh.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>());
             for ((key, _), file) in fresh.into_iter().zip(parsed) {
-                let file = file.map_err(|mut e| {
+                let (file, its_includes) = file.map_err(|mut e| {
                     if e.line.is_none() {
                         // Name the include that brought the unreadable file in.
                         e.message = format!(
@@ -422,17 +455,34 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
                     ));
                 }
                 files.push(file);
+                pending_includes.push(its_includes);
                 by_path.insert(key, files.len() - 1);
             }
-            let ids: Vec<FileId> = paths.iter().map(|p| by_path[&canonical(p)]).collect();
+            let ids: Vec<FileId> = keys.iter().map(|k| by_path[k]).collect();
             resolved.insert(pattern, ids.clone());
-            stmt_at(&mut files[next].stmts, &route).includes = ids;
+            brought.push(ids);
         }
+        set_includes(&mut files[next].stmts, &mut brought.into_iter());
         next += 1;
     }
     let config = Config { files, prefix };
     check_loops(&config)?;
     Ok(config)
+}
+
+/// Hands each `include` statement the files it brought in: `brought` follows the order in
+/// which [`parse_tokens_noting`] noted them (a block's statement before those inside it).
+fn set_includes(stmts: &mut [Stmt], brought: &mut std::vec::IntoIter<Vec<FileId>>) {
+    for s in stmts {
+        if s.name == "include" && s.args.len() == 1 && s.terminator == Terminator::Semi {
+            if let Some(ids) = brought.next() {
+                s.includes = ids;
+            }
+        }
+        if let Some(block) = &mut s.block {
+            set_includes(block, brought);
+        }
+    }
 }
 
 /// An I/O error the way nginx prints one: `2: No such file or directory`.
@@ -448,34 +498,6 @@ pub fn errno_text(e: &std::io::Error) -> String {
 
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// Every `include` with one argument, anywhere in the tree, as (route of indexes, line, argument).
-fn collect_includes(
-    stmts: &[Stmt],
-    route: &mut Vec<usize>,
-    out: &mut Vec<(Vec<usize>, u32, String)>,
-) {
-    for (i, s) in stmts.iter().enumerate() {
-        route.push(i);
-        if s.name == "include" && s.args.len() == 1 && s.terminator == Terminator::Semi {
-            out.push((route.clone(), s.line, unescape(&s.args[0])));
-        }
-        if let Some(block) = &s.block {
-            collect_includes(block, route, out);
-        }
-        route.pop();
-    }
-}
-
-fn stmt_at<'a>(stmts: &'a mut [Stmt], route: &[usize]) -> &'a mut Stmt {
-    let (first, rest) = route.split_first().expect("a route has at least one index");
-    let stmt = &mut stmts[*first];
-    if rest.is_empty() {
-        stmt
-    } else {
-        stmt_at(stmt.block.as_mut().expect("the route follows blocks"), rest)
-    }
 }
 
 /// Refuses include loops: nginx would include the files again and again until it runs out of

@@ -362,6 +362,7 @@ fn scan_block<'b>(ctx: &Context, block: &'b [u8]) -> (Tally, u64) {
     let mut tally = Tally::default();
     let mut access = AccessCache::default();
     let mut shapes = Shapes::default();
+    let mut timed_out = TimedOutWorkers::default();
     let mut number = 0u64;
     let mut start = 0;
     let mut line_of = |line: &'b [u8], tally: &mut Tally, access: &mut AccessCache<'b>| {
@@ -381,8 +382,10 @@ fn scan_block<'b>(ctx: &Context, block: &'b [u8]) -> (Tally, u64) {
         match ctx.kind {
             LogKind::Access(_) => access_line(ctx, line, number, tally, access),
             LogKind::JsonAccess => json_line(ctx, line, number, tally),
-            LogKind::NginxError => nginx_line(ctx, line, number, tally, &mut shapes),
-            _ => event_line(ctx, line, number, tally),
+            LogKind::NginxError => {
+                nginx_line(ctx, line, number, tally, &mut shapes, &mut timed_out)
+            }
+            _ => event_line(ctx, line, number, tally, &mut timed_out),
         }
     };
     for end in memchr::memchr_iter(b'\n', block) {
@@ -641,14 +644,21 @@ impl Shapes {
 
 /// An nginx error line: its envelope found without validating or copying the line; its shape
 /// looked up; its counts kept per shape (see [`Shapes`]).
-fn nginx_line(ctx: &Context, line: &[u8], number: u64, tally: &mut Tally, shapes: &mut Shapes) {
+fn nginx_line(
+    ctx: &Context,
+    line: &[u8],
+    number: u64,
+    tally: &mut Tally,
+    shapes: &mut Shapes,
+    timed_out: &mut TimedOutWorkers,
+) {
     let spans = nginx_error::head_spans(line);
     let t = spans
         .as_ref()
         .and_then(|_| shapes.time.get(&line[..19], time::nginx_error));
     let (Some(spans), Some(t)) = (spans, t) else {
         // Not nginx's shape (a continuation, another program's line): one at a time.
-        return event_line(ctx, line, number, tally);
+        return event_line(ctx, line, number, tally, timed_out);
     };
     if !in_window(ctx.options, Some(t)) {
         tally.outside_window += 1;
@@ -696,8 +706,52 @@ fn nginx_line(ctx: &Context, line: &[u8], number: u64, tally: &mut Tally, shapes
     seen.latest = seen.latest.max(t);
 }
 
+/// The workers an app server recently killed for running too long, by pid (the last few of a
+/// block). uWSGI's harakiri and gunicorn's arbiter end such a worker with SIGKILL, and the
+/// SIGKILL line that follows ("killed by signal 9", "was sent SIGKILL! Perhaps out of memory?")
+/// alone would point at the kernel's OOM killer; for one of these pids it is the timeout.
+#[derive(Default)]
+struct TimedOutWorkers(Vec<String>);
+
+/// How many timed-out pids are remembered.
+const TIMED_OUT_KEPT: usize = 16;
+
+impl TimedOutWorkers {
+    /// Notes a timeout line's pid, and for a kill line of a noted pid puts the timeout first.
+    fn explain_kill(
+        &mut self,
+        causes: Arc<[&'static str]>,
+        pid: Option<&str>,
+    ) -> Arc<[&'static str]> {
+        let Some(pid) = pid else { return causes };
+        match causes.first() {
+            Some(&"app-worker-timeout") => {
+                if !self.0.iter().any(|p| p == pid) {
+                    if self.0.len() >= TIMED_OUT_KEPT {
+                        self.0.remove(0);
+                    }
+                    self.0.push(pid.to_string());
+                }
+                causes
+            }
+            Some(&"oom-killed") if self.0.iter().any(|p| p == pid) => {
+                let mut reordered = vec!["app-worker-timeout"];
+                reordered.extend(causes.iter().filter(|&&c| c != "app-worker-timeout"));
+                reordered.into()
+            }
+            _ => causes,
+        }
+    }
+}
+
 /// A line of any other log, classified on its own.
-fn event_line(ctx: &Context, line: &[u8], number: u64, tally: &mut Tally) {
+fn event_line(
+    ctx: &Context,
+    line: &[u8],
+    number: u64,
+    tally: &mut Tally,
+    timed_out: &mut TimedOutWorkers,
+) {
     let t = detect::line_time(ctx.kind, line, ctx.options.reference_year);
     if !in_window(ctx.options, t) {
         tally.outside_window += 1;
@@ -726,20 +780,22 @@ fn event_line(ctx: &Context, line: &[u8], number: u64, tally: &mut Tally) {
     };
     tally.classified += 1;
     *tally.signatures.entry(signature.id.as_str()).or_default() += 1;
+    // Other products name their upstream (and the worker's pid) in the message: the
+    // signature's regex takes them.
+    let fields = match parsed {
+        Some(_) => Vec::new(),
+        None => signatures()
+            .best_with_fields(&text, signature)
+            .unwrap_or_default(),
+    };
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let upstream: Option<std::borrow::Cow<str>> = match &parsed {
         Some(p) => p
             .upstream()
             .map(|u| std::borrow::Cow::Borrowed(nginx_error::upstream_address(u))),
-        // Other products name their upstream in the message: the signature's regex takes it.
-        None => signatures()
-            .best_with_fields(&text, signature)
-            .and_then(|fields| {
-                fields
-                    .into_iter()
-                    .find(|(k, _)| k == "upstream")
-                    .map(|(_, v)| std::borrow::Cow::Owned(v))
-            }),
+        None => field("upstream").map(|v| std::borrow::Cow::Borrowed(v.as_str())),
     };
+    let causes = timed_out.explain_kill(causes, field("pid").map(String::as_str));
     let kind = ctx.kind.name();
     let gateway = matches!(ctx.kind, LogKind::NginxError | LogKind::ApacheError);
     if let (true, Some(t), false) = (gateway, t, causes.is_empty()) {
@@ -1097,6 +1153,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_kill_after_a_timeout_of_the_same_worker_is_the_timeout() {
+        let mut workers = TimedOutWorkers::default();
+        let kill: Arc<[&str]> = Arc::from(vec!["oom-killed", "app-worker-timeout"]);
+        let timeout: Arc<[&str]> = Arc::from(vec!["app-worker-timeout", "upstream-read-timeout"]);
+        // Another worker's kill before any timeout: the kernel's OOM killer stays first.
+        assert_eq!(
+            workers.explain_kill(kill.clone(), Some("815"))[0],
+            "oom-killed"
+        );
+        workers.explain_kill(timeout, Some("815"));
+        let after = workers.explain_kill(kill.clone(), Some("815"));
+        assert_eq!(&after[..], &["app-worker-timeout", "oom-killed"]);
+        assert_eq!(
+            workers.explain_kill(kill.clone(), Some("999"))[0],
+            "oom-killed"
+        );
+        assert_eq!(workers.explain_kill(kill, None)[0], "oom-killed");
     }
 
     #[test]

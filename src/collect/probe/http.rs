@@ -1030,50 +1030,42 @@ mod tests {
 
     #[tokio::test]
     async fn names_broken_answers() {
-        let o = answer(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nok\n\r\nzz\r\n",
-            Duration::ZERO,
-            Duration::from_secs(2),
-        )
-        .await;
-        assert_eq!(o.failure.unwrap().kind, FailureKind::InvalidChunked);
-        let o = answer(
-            b"\x00\x01garbage\r\n",
-            Duration::ZERO,
-            Duration::from_secs(2),
-        )
-        .await;
-        assert_eq!(o.failure.unwrap().kind, FailureKind::NotHttp);
-        let o = answer(
-            b"\x15\x03\x03\x00\x02\x02\x46",
-            Duration::ZERO,
-            Duration::from_secs(2),
-        )
-        .await;
-        assert_eq!(o.failure.unwrap().kind, FailureKind::ProtocolMismatch);
-        let o = answer(
-            b"HTTP/1.1 200 OK\r\nthis is not a header\r\n\r\n",
-            Duration::ZERO,
-            Duration::from_secs(2),
-        )
-        .await;
-        assert_eq!(o.failure.unwrap().kind, FailureKind::InvalidResponse);
-        let o = answer(b"", Duration::ZERO, Duration::from_secs(2)).await;
-        assert_eq!(o.failure.unwrap().kind, FailureKind::EmptyReply);
-        let o = answer(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
-            Duration::ZERO,
-            Duration::from_secs(2),
-        )
-        .await;
-        assert_eq!(o.failure.unwrap().kind, FailureKind::Truncated);
-        let o = answer(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-            Duration::ZERO,
-            Duration::from_secs(2),
-        )
-        .await;
-        assert_eq!(o.failure.unwrap().kind, FailureKind::InvalidResponse);
+        // Each answer is written at once and the pipe closed, so only the bytes decide the kind.
+        let cases: [(&'static [u8], FailureKind); 7] = [
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nok\n\r\nzz\r\n",
+                FailureKind::InvalidChunked,
+            ),
+            (b"\x00\x01garbage\r\n", FailureKind::NotHttp),
+            // A TLS alert record: the far end speaks TLS, not plain HTTP.
+            (
+                b"\x15\x03\x03\x00\x02\x02\x46",
+                FailureKind::ProtocolMismatch,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nthis is not a header\r\n\r\n",
+                FailureKind::InvalidResponse,
+            ),
+            (b"", FailureKind::EmptyReply),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+                FailureKind::Truncated,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+                FailureKind::InvalidResponse,
+            ),
+        ];
+        for (bytes, expected) in cases {
+            let o = answer(bytes, Duration::ZERO, Duration::from_secs(2)).await;
+            let failure = o.failure.map(|f| f.kind);
+            assert_eq!(
+                failure,
+                Some(expected),
+                "answer {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
     }
 
     #[tokio::test]

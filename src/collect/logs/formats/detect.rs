@@ -116,15 +116,31 @@ pub fn line_time(kind: LogKind, line: &[u8], reference_year: i64) -> Option<i64>
         LogKind::PhpFpm => time::fpm(line.strip_prefix(b"[")?),
         LogKind::Gunicorn => time::iso8601(line.strip_prefix(b"[")?),
         LogKind::System => time::syslog(line, reference_year).or_else(|| time::iso8601(line)),
-        // PHP's error log inside other files, or a time anywhere at the start.
-        LogKind::Other | LogKind::Uwsgi => time::nginx_error(line)
-            .or_else(|| time::iso8601(line))
-            .or_else(|| {
-                line.strip_prefix(b"[")
-                    .and_then(|l| time::fpm(l).or_else(|| time::iso8601(l)))
-            }),
+        LogKind::Uwsgi => uwsgi_time(line).or_else(|| other_time(line)),
+        LogKind::Other => other_time(line),
         LogKind::Access(_) | LogKind::JsonAccess => None,
     }
+}
+
+/// uWSGI writes C's asctime: `Thu May  2 14:02:11 2024 - HARAKIRI …` at the start of its own
+/// lines, and `… {34 vars in 421 bytes} [Thu May  2 14:02:11 2024] GET / => …` in request lines.
+fn uwsgi_time(line: &[u8]) -> Option<i64> {
+    const ASCTIME: usize = "Thu May  2 14:02:11 2024".len();
+    if line.get(ASCTIME..ASCTIME + 3) == Some(b" - ") {
+        return time::apache_error(&line[..ASCTIME]);
+    }
+    let at = memchr::memmem::find(line, b" bytes} [")? + " bytes} [".len();
+    time::apache_error(line.get(at..at + ASCTIME)?)
+}
+
+/// PHP's error log inside other files, or a time anywhere at the start.
+fn other_time(line: &[u8]) -> Option<i64> {
+    time::nginx_error(line)
+        .or_else(|| time::iso8601(line))
+        .or_else(|| {
+            line.strip_prefix(b"[")
+                .and_then(|l| time::fpm(l).or_else(|| time::iso8601(l)))
+        })
 }
 
 /// The upstream address a gateway error line names (nginx's context field).
@@ -140,6 +156,23 @@ pub fn upstream_of(kind: LogKind, line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uwsgi_lines_carry_asctime() {
+        let own = b"Thu May  2 14:02:11 2024 - HARAKIRI: --- uWSGI worker 1 core 0 (pid: 1234) WAS managing request /api/report since Thu May  2 14:01:11 2024 ---";
+        let request = b"[pid: 1234|app: 0|req: 1/1] 127.0.0.1 () {34 vars in 421 bytes} [Thu May  2 14:02:12 2024] GET / => generated 12 bytes in 0 msecs (HTTP/1.1 200) 2 headers in 79 bytes (1 switches on core 0)";
+        let t = line_time(LogKind::Uwsgi, own, 2024).unwrap();
+        assert_eq!(crate::collect::logs::time::format(t), "2024-05-02 14:02:11");
+        assert_eq!(line_time(LogKind::Uwsgi, request, 2024), Some(t + 1));
+        assert_eq!(
+            line_time(
+                LogKind::Uwsgi,
+                b"*** Operational MODE: preforking ***",
+                2024
+            ),
+            None
+        );
+    }
 
     #[test]
     fn each_format_is_recognised() {
