@@ -1,5 +1,8 @@
 //! Times `diagnose` on every lab scenario: the scenario is started and its requests sent first
-//! (their deliberate waits are not counted), then only the diagnosis is timed.
+//! (their deliberate waits are not counted), then only the diagnosis is timed: the whole walk,
+//! with the configuration read and its targets checked live, the logs, the host and the probe
+//! of the URL. What a scenario makes diagnose wait for (a timed request to an upstream that
+//! answers late or never, a live check of one) is counted: that wait is the diagnosis.
 //! Run: `cargo run --release --example bench_diagnose` (as root, with nginx, php-fpm, gunicorn,
 //! uwsgi installed, as for the tests).
 
@@ -37,7 +40,7 @@ fn main() -> anyhow::Result<()> {
     if !times.is_empty() {
         let median = times[times.len() / 2];
         println!(
-            "{} scenarios: median {:.0} ms, max {:.0} ms (includes the host's two samples, ~200 ms apart)",
+            "{} scenarios: median {:.0} ms, max {:.0} ms (includes the host's two samples, ~200 ms apart, and the live checks)",
             times.len(),
             median * 1000.0,
             times[times.len() - 1] * 1000.0

@@ -46,6 +46,7 @@ impl Started {
             log_formats: vec![super::nginx::LAB_LOG_FORMAT.to_string()],
             budget: Duration::from_secs(10),
             no_host: false,
+            ..Default::default()
         }
     }
 }

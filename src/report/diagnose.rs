@@ -17,9 +17,17 @@ use std::fmt::Write;
 pub fn verdict(d: &Diagnosis, lang: Lang) -> String {
     let Some(top) = d.findings.first() else {
         let failed = d.checks.iter().filter(|c| c.status == Status::Fail).count();
+        let passed = d.checks.iter().filter(|c| c.status == Status::Pass).count();
+        if failed == 0 && passed == 0 {
+            // Every step was skipped: no evidence either way, which is not health.
+            return match lang {
+                Lang::En => "Nothing to go on: no configuration, log, URL or host was examined; see the checks below.".to_string(),
+                Lang::Zh => "没有可依据的证据：未检查任何配置、日志、URL 或主机；见下方检查列表。".to_string(),
+            };
+        }
         return match (lang, failed) {
-            (Lang::En, 0) => format!("Healthy: {} checks passed and nothing points to a gateway error.", d.checks.iter().filter(|c| c.status == Status::Pass).count()),
-            (Lang::Zh, 0) => format!("健康：{} 项检查通过，没有发现网关错误的迹象。", d.checks.iter().filter(|c| c.status == Status::Pass).count()),
+            (Lang::En, 0) => format!("Healthy: {passed} checks passed and nothing points to a gateway error."),
+            (Lang::Zh, 0) => format!("健康：{passed} 项检查通过，没有发现网关错误的迹象。"),
             (Lang::En, n) => format!("Not enough evidence to name a cause: {n} checks failed without a known signature; see the checks below."),
             (Lang::Zh, n) => format!("证据不足，无法确定原因：{n} 项检查失败但没有已知特征；见下方检查列表。"),
         };
@@ -58,6 +66,19 @@ pub fn text(d: &Diagnosis, lang: Lang) -> String {
                 DIM,
                 &format!("target: {} · {} ms", redact(target), d.elapsed.as_millis())
             )
+        );
+    }
+    if !d.configs.is_empty() {
+        let files: Vec<String> = d.configs.iter().map(|p| p.display().to_string()).collect();
+        let label = if lang == Lang::Zh {
+            "配置"
+        } else {
+            "configuration"
+        };
+        let _ = writeln!(
+            out,
+            "{}",
+            styled(DIM, &format!("{label}: {}", files.join(", ")))
         );
     }
     if !d.findings.is_empty() {
@@ -109,6 +130,7 @@ pub fn json(d: &Diagnosis, lang: Lang) -> Value {
         "verdict": verdict(d, lang),
         "findings": d.findings.iter().map(|f| finding_json(f, lang)).collect::<Vec<_>>(),
         "checks": d.checks.iter().map(check_json).collect::<Vec<_>>(),
+        "configs": d.configs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "elapsed_ms": d.elapsed.as_millis() as u64,
     })
 }
@@ -122,6 +144,9 @@ pub fn markdown(d: &Diagnosis, lang: Lang) -> String {
     let _ = writeln!(out, "**{}**\n", verdict(d, lang));
     if let Some(t) = &d.target {
         let _ = writeln!(out, "Target: `{}`\n", redact(t));
+    }
+    for c in &d.configs {
+        let _ = writeln!(out, "Configuration: `{}`\n", c.display());
     }
     for (i, f) in d.findings.iter().enumerate() {
         let cause = catalog().get(&f.cause);
@@ -300,7 +325,7 @@ td{{border-bottom:1px solid #eee;padding:.3em;vertical-align:top}} tr.Fail td:nt
 </style></head>
 <body class="{body_class}"><h1>gwdoctor</h1>
 <p class="verdict">{verdict}</p>
-<p>{target}</p>
+<p>{target}</p>{configs}
 {svg}
 <h2>{findings_title}</h2>{findings}
 <h2>{checks_title}</h2><table>{checks}</table>
@@ -310,6 +335,19 @@ td{{border-bottom:1px solid #eee;padding:.3em;vertical-align:top}} tr.Fail td:nt
         body_class = if d.healthy() { "healthy" } else { "broken" },
         verdict = html_escape(&verdict(d, lang)),
         target = d.target.as_deref().map(html_escape).unwrap_or_default(),
+        configs = d
+            .configs
+            .iter()
+            .map(|c| format!(
+                "<p>{}: <code>{}</code></p>",
+                if lang == Lang::Zh {
+                    "配置"
+                } else {
+                    "configuration"
+                },
+                html_escape(&c.display().to_string())
+            ))
+            .collect::<String>(),
         findings_title = if lang == Lang::Zh {
             "发现"
         } else {
