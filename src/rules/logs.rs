@@ -104,6 +104,10 @@ pub fn judge(result: &ScanResult) -> LogVerdict {
             ));
         }
         let mut summary = lines(c.primary);
+        if c.mentions > c.primary {
+            // The time range covers every line that names the cause, also as a second guess.
+            summary.push_str(&format!(" ({} naming it in all)", c.mentions));
+        }
         if let (Some(first), Some(last)) = (c.first, c.last) {
             summary.push_str(&format!(
                 ", from {} to {}",
@@ -130,7 +134,14 @@ pub fn judge(result: &ScanResult) -> LogVerdict {
                 .causes
                 .iter()
                 .filter(|(other, o)| {
-                    **other != id && o.primary > 0 && o.kinds.contains(&"nginx-error")
+                    **other != id
+                        && o.primary > 0
+                        && o.kinds.contains(&"nginx-error")
+                        // Only what came before the last "no live upstreams" can explain it.
+                        && match (o.first, c.last) {
+                            (Some(f), Some(l)) => f <= l,
+                            _ => true,
+                        }
                 })
                 .map(|(other, o)| (*other, o.primary))
                 .collect();
@@ -144,8 +155,10 @@ pub fn judge(result: &ScanResult) -> LogVerdict {
                 finding.evidence.push(Evidence::new(
                     "error-log",
                     "underneath",
+                    // Without the configuration the log does not say which servers form
+                    // the group: every earlier failure is listed, and `diagnose` narrows it.
                     format!(
-                        "the servers were marked down after: {}",
+                        "failures logged before it, among them those of the group's servers: {} (gwdoctor diagnose --nginx-config tells which servers are in the group)",
                         underneath.join(", ")
                     ),
                 ));
