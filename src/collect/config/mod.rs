@@ -473,7 +473,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                     t.settings
                         .ssl_name
                         .as_ref()
-                        .map(|n| n.value.clone())
+                        .map(|n| n.value.to_string())
                         .or_else(|| name.clone())
                 });
             let host_header = t
@@ -481,7 +481,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 .host_header
                 .as_ref()
                 .filter(|h| !h.value.contains('$'))
-                .map(|h| h.value.clone())
+                .map(|h| h.value.to_string())
                 .or_else(|| proxy_host.clone())
                 .unwrap_or_else(|| host.clone());
             if let Some(e) = out.iter_mut().find(|e| {

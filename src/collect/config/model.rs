@@ -103,14 +103,16 @@ impl std::fmt::Display for Address {
 /// default).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Setting {
-    pub value: String,
+    /// Inline when short (most values are): one target has nineteen settings and a large
+    /// configuration thousands of targets.
+    pub value: compact_str::CompactString,
     pub at: Option<Loc>,
 }
 
 impl Setting {
-    fn default(value: &str) -> Setting {
+    fn default(value: &'static str) -> Setting {
         Setting {
-            value: value.to_string(),
+            value: compact_str::CompactString::const_new(value),
             at: None,
         }
     }
@@ -611,17 +613,16 @@ impl<'a, 'p> Level<'a, 'p> {
 }
 
 /// A pass found during the walk, resolved into a [`Target`] once all upstream groups are known.
-struct PendingTarget {
-    target: Target,
-    /// A host name that may name an upstream group (with the port, if one was written).
-    group_host: Option<(String, Option<u16>)>,
-}
+/// For each target, in order: a host name that may name an upstream group (with the port, if
+/// one was written), settled once every group is known.
+type GroupHost = Option<(String, Option<u16>)>;
 
 struct Builder<'a> {
     config: &'a Config,
     model: Model,
     chains: Vec<Vec<Loc>>,
-    pending: Vec<PendingTarget>,
+    /// One per target of `model.targets` (targets are built in place: they are large).
+    group_hosts: Vec<GroupHost>,
     log_formats: HashMap<String, String>,
 }
 
@@ -631,7 +632,7 @@ pub fn build(config: &Config) -> Model {
         config,
         model: Model::default(),
         chains: vec![Vec::new()],
-        pending: Vec::new(),
+        group_hosts: Vec::new(),
         log_formats: HashMap::new(),
     };
     let items = b.flatten(&config.files[0].stmts, 0, 0);
@@ -731,7 +732,7 @@ impl<'a> Builder<'a> {
                 let check_args = d.origin != Origin::Docs
                     && !super::lexer::LUA_BLOCKS.contains(&s.name.as_ref());
                 let checked = if s.name == "if" {
-                    let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
+                    let args: Vec<&str> = s.args.iter().map(|a| a.as_str()).collect();
                     directives::analyze(
                         d.masks,
                         ctx.bit(),
@@ -807,7 +808,7 @@ impl<'a> Builder<'a> {
                                     .stmt
                                     .args
                                     .iter()
-                                    .map(String::as_str)
+                                    .map(|a| a.as_str())
                                     .collect::<Vec<_>>()
                             )
                             .join(" ")
@@ -876,12 +877,16 @@ impl<'a> Builder<'a> {
         let s = item.stmt;
         let loc = self.loc(item);
         let setting = |s: &Stmt| Setting {
-            value: s.args.join(" "),
+            value: s.args.join(" ").into(),
             at: Some(loc),
         };
         match (ctx, s.name.as_ref()) {
             (Ctx::Main, "user") if !s.args.is_empty() => {
-                self.model.main.user = Some((s.args[0].clone(), s.args.get(1).cloned(), loc));
+                self.model.main.user = Some((
+                    s.args[0].to_string(),
+                    s.args.get(1).map(|a| a.to_string()),
+                    loc,
+                ));
             }
             (Ctx::Main, "worker_processes") => self.model.main.worker_processes = Some(setting(s)),
             (Ctx::Main, "worker_rlimit_nofile") => {
@@ -901,8 +906,8 @@ impl<'a> Builder<'a> {
             }
             (Ctx::Http, "log_format") if s.args.len() >= 2 => {
                 let (name, rest) = match s.args[1].strip_prefix("escape=") {
-                    Some(_) => (s.args[0].clone(), &s.args[2..]),
-                    None => (s.args[0].clone(), &s.args[1..]),
+                    Some(_) => (s.args[0].to_string(), &s.args[2..]),
+                    None => (s.args[0].to_string(), &s.args[1..]),
                 };
                 self.log_formats
                     .insert(name, rest.iter().map(|a| unescape(a)).collect::<String>());
@@ -919,7 +924,7 @@ impl<'a> Builder<'a> {
                     .args
                     .get(1)
                     .filter(|a| !a.contains('='))
-                    .cloned()
+                    .map(|a| a.to_string())
                     .unwrap_or_else(|| "combined".into());
                 self.model.access_logs.push(AccessLog {
                     path: unescape(&s.args[0]),
@@ -968,7 +973,7 @@ impl<'a> Builder<'a> {
                 "listen" if !i.stmt.args.is_empty() => {
                     let flags = &i.stmt.args[1..];
                     server.listen.push(Listen {
-                        raw: i.stmt.args[0].clone(),
+                        raw: i.stmt.args[0].to_string(),
                         ssl: flags.iter().any(|f| f == "ssl"),
                         http2: flags.iter().any(|f| f == "http2"),
                         default_server: flags
@@ -977,7 +982,9 @@ impl<'a> Builder<'a> {
                         loc: self.loc(i),
                     });
                 }
-                "server_name" => server.names.extend(i.stmt.args.iter().cloned()),
+                "server_name" => server
+                    .names
+                    .extend(i.stmt.args.iter().map(|a| a.to_string())),
                 _ => {}
             }
         }
@@ -990,7 +997,7 @@ impl<'a> Builder<'a> {
             return;
         };
         let mut group = UpstreamGroup {
-            name: name.clone(),
+            name: name.to_string(),
             protocol: if ctx == Ctx::StreamUpstream {
                 "stream"
             } else {
@@ -1009,7 +1016,7 @@ impl<'a> Builder<'a> {
             match s.name.as_ref() {
                 "server" if !s.args.is_empty() => {
                     let mut server = UpstreamServer {
-                        raw: s.args[0].clone(),
+                        raw: s.args[0].to_string(),
                         address: Address::parse(&s.args[0]),
                         weight: 1,
                         max_fails: 1,
@@ -1043,14 +1050,14 @@ impl<'a> Builder<'a> {
                 }
                 "keepalive_timeout" => {
                     group.keepalive_timeout = Some(Setting {
-                        value: s.args.join(" "),
+                        value: s.args.join(" ").into(),
                         at: Some(loc),
                     })
                 }
                 "hash" | "ip_hash" | "least_conn" | "random" | "least_time" | "ntlm" | "sticky" => {
                     group.balancer = Some(
                         std::iter::once(s.name.to_string())
-                            .chain(s.args.iter().cloned())
+                            .chain(s.args.iter().map(|a| a.to_string()))
                             .collect::<Vec<_>>()
                             .join(" "),
                     );
@@ -1114,7 +1121,7 @@ impl<'a> Builder<'a> {
         };
         let target = Target {
             kind,
-            raw: raw.clone(),
+            raw: raw.to_string(),
             loc: self.loc(item),
             via: self.chains[item.via].clone(),
             scheme,
@@ -1128,7 +1135,8 @@ impl<'a> Builder<'a> {
                 line: i.stmt.line,
             }),
         };
-        self.pending.push(PendingTarget { target, group_host });
+        self.model.targets.push(target);
+        self.group_hosts.push(group_host);
     }
 
     /// The values a host expression can take, from `set` and `map`: `$backend` or `$backend:8080`.
@@ -1153,7 +1161,7 @@ impl<'a> Builder<'a> {
 
     /// Resolves targets to upstream groups and attaches log formats.
     fn finish(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
+        let group_hosts = std::mem::take(&mut self.group_hosts);
         let groups: HashMap<(&str, &str), usize> = self
             .model
             .upstreams
@@ -1165,9 +1173,9 @@ impl<'a> Builder<'a> {
             .into_iter()
             .map(|((n, p), i)| ((n.to_string(), p), i))
             .collect();
-        for p in pending {
-            let mut target = p.target;
-            if let Some((host, port)) = p.group_host {
+        for (index_of_target, group_host) in group_hosts.into_iter().enumerate() {
+            let target = &mut self.model.targets[index_of_target];
+            if let Some((host, port)) = group_host {
                 let protocol = if target.kind == PassKind::Stream {
                     "stream"
                 } else {
@@ -1180,9 +1188,7 @@ impl<'a> Builder<'a> {
                 }
             }
             if let Dest::Group { index, .. } = target.dest {
-                self.model.upstreams[index]
-                    .used_by
-                    .push(self.model.targets.len());
+                self.model.upstreams[index].used_by.push(index_of_target);
             } else if let Dest::Address {
                 address: Address::Tcp { host, port: None },
             } = &target.dest
@@ -1216,7 +1222,6 @@ impl<'a> Builder<'a> {
                     }
                 }
             }
-            self.model.targets.push(target);
         }
         for log in &mut self.model.access_logs {
             log.format = self.log_formats.get(&log.format_name).cloned();
@@ -1388,14 +1393,19 @@ fn names(kind: PassKind) -> &'static Names {
 }
 
 /// A directive's arguments as one value, unescaped as nginx reads them.
-fn value_of(stmt: &Stmt) -> String {
+fn value_of(stmt: &Stmt) -> compact_str::CompactString {
     match stmt.args.as_slice() {
         [one] if !one.contains('\\') => one.clone(),
-        args => args
-            .iter()
-            .map(|a| unescape(a))
-            .collect::<Vec<_>>()
-            .join(" "),
+        args => {
+            let mut value = compact_str::CompactString::default();
+            for (i, a) in args.iter().enumerate() {
+                if i > 0 {
+                    value.push(' ');
+                }
+                value.push_str(&unescape(a));
+            }
+            value
+        }
     }
 }
 
@@ -1408,7 +1418,8 @@ fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Set
             at: Some(loc_of(&i)),
         })
     };
-    let or = |name: Key, default: &str| get(name).unwrap_or_else(|| Setting::default(default));
+    let or =
+        |name: Key, default: &'static str| get(name).unwrap_or_else(|| Setting::default(default));
     let stream = kind == PassKind::Stream;
     let header = |wanted: &str| {
         level
@@ -1418,7 +1429,7 @@ fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Set
                     .is_some_and(|h| h.eq_ignore_ascii_case(wanted))
             })
             .map(|i| Setting {
-                value: i.stmt.arg(1).map(unescape).unwrap_or_default(),
+                value: i.stmt.arg(1).map(unescape).unwrap_or_default().into(),
                 at: Some(loc_of(&i)),
             })
     };

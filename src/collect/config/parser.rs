@@ -38,7 +38,8 @@ pub struct Stmt {
     pub name: std::borrow::Cow<'static, str>,
     /// The directive's entry in the table, when it is a known one.
     pub known: Option<super::directives::Directive>,
-    pub args: Vec<String>,
+    /// Most arguments are short: kept inline (CompactString), not one allocation each.
+    pub args: Vec<compact_str::CompactString>,
     pub line: u32,
     pub terminator: Terminator,
     pub block: Option<Vec<Stmt>>,
@@ -48,7 +49,7 @@ pub struct Stmt {
 
 impl Stmt {
     pub fn arg(&self, i: usize) -> Option<&str> {
-        self.args.get(i).map(String::as_str)
+        self.args.get(i).map(compact_str::CompactString::as_str)
     }
 }
 
@@ -197,13 +198,16 @@ fn parse_tokens_noting(
     // The open blocks: the statements collected so far at each level.
     let mut stack: Vec<(Stmt, Vec<Stmt>)> = Vec::new();
     let mut current: Vec<Stmt> = Vec::new();
+    let mut scratch: Vec<compact_str::CompactString> = Vec::new();
     while let Some(t) = tokens.next() {
         match t.kind {
             Kind::Close if !t.quoted => {
                 let Some((mut parent, outer)) = stack.pop() else {
                     return Err(error(path, Some(t.line), "unexpected \"}\""));
                 };
-                parent.block = Some(std::mem::replace(&mut current, outer));
+                let mut block = std::mem::replace(&mut current, outer);
+                block.shrink_to_fit();
+                parent.block = Some(block);
                 current.push(parent);
                 continue;
             }
@@ -222,7 +226,7 @@ fn parse_tokens_noting(
             None => std::borrow::Cow::Owned(text.to_string()),
         };
         let line = t.line;
-        let mut args = Vec::new();
+        scratch.clear();
         let terminator = loop {
             let Some(t) = tokens.next() else {
                 if let Some(f) = &lexed.fatal {
@@ -249,9 +253,12 @@ fn parse_tokens_noting(
                     ),
                     ))
                 }
-                _ => args.push(lexed.text(t).to_string()),
+                _ => scratch.push(compact_str::CompactString::from(lexed.text(t))),
             }
         };
+        // Exactly as long as needed: a configuration has tens of thousands of statements.
+        let mut args = Vec::with_capacity(scratch.len());
+        args.append(&mut scratch);
         if name == "include" && args.len() == 1 && terminator == Terminator::Semi {
             includes.push((line, unescape(&args[0])));
         }
