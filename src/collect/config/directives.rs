@@ -101,12 +101,18 @@ pub fn lookup(name: &str) -> Option<Directive> {
     static INDEX: std::sync::OnceLock<rustc_hash::FxHashMap<&'static str, usize>> =
         std::sync::OnceLock::new();
     let index = INDEX.get_or_init(|| TABLE.iter().enumerate().map(|(i, e)| (e.0, i)).collect());
-    index.get(name).map(|&i| Directive {
-        name: TABLE[i].0,
-        origin: TABLE[i].1,
-        masks: TABLE[i].2,
-        index: i as u16,
-    })
+    index.get(name).map(|&i| by_index(i as u16))
+}
+
+/// The directive at `index` of the table (an index [`lookup`] gave).
+pub fn by_index(index: u16) -> Directive {
+    let entry = &TABLE[usize::from(index)];
+    Directive {
+        name: entry.0,
+        origin: entry.1,
+        masks: entry.2,
+        index,
+    }
 }
 
 /// Whether a name belongs to a third-party module known only by its prefix.

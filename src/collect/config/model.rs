@@ -223,7 +223,8 @@ pub struct Target {
     pub server: Option<usize>,
     /// The location path(s) around it (`/api/ › if ($x)`).
     pub location: String,
-    pub settings: Settings,
+    /// Boxed: the settings are most of a target's size, and the list of targets grows.
+    pub settings: Box<Settings>,
 }
 
 /// A `listen` of a server.
@@ -470,7 +471,7 @@ impl<'a> Item<'a> {
             stmt,
             file,
             via,
-            id: stmt.known.map_or(UNKNOWN, |d| d.index),
+            id: stmt.id.unwrap_or(UNKNOWN),
         }
     }
 
@@ -717,7 +718,7 @@ impl<'a> Builder<'a> {
             return;
         }
         let s = item.stmt;
-        match s.known {
+        match s.known() {
             None if directives::is_third_party(&s.name) => {}
             None => {
                 let suggestion = directives::suggest(&s.name, ctx.bit()).map(str::to_string);
@@ -1130,10 +1131,10 @@ impl<'a> Builder<'a> {
             runtime,
             server,
             location: path.to_string(),
-            settings: settings(kind, level, |i: &Item| Loc {
+            settings: Box::new(settings(kind, level, |i: &Item| Loc {
                 file: i.file,
                 line: i.stmt.line,
-            }),
+            })),
         };
         self.model.targets.push(target);
         self.group_hosts.push(group_host);

@@ -36,8 +36,9 @@ pub const MAX_DEPTH: usize = 100;
 pub struct Stmt {
     /// Known directive names are the table's own strings (no allocation for each of them).
     pub name: std::borrow::Cow<'static, str>,
-    /// The directive's entry in the table, when it is a known one.
-    pub known: Option<super::directives::Directive>,
+    /// The directive's position in the table, when it is a known one (see [`Stmt::known`]):
+    /// two bytes rather than the entry, as there are tens of thousands of statements.
+    pub id: Option<u16>,
     /// Most arguments are short: kept inline (CompactString), not one allocation each.
     pub args: Vec<compact_str::CompactString>,
     pub line: u32,
@@ -48,6 +49,11 @@ pub struct Stmt {
 }
 
 impl Stmt {
+    /// The directive's entry in the table, when it is a known one.
+    pub fn known(&self) -> Option<super::directives::Directive> {
+        self.id.map(super::directives::by_index)
+    }
+
     pub fn arg(&self, i: usize) -> Option<&str> {
         self.args.get(i).map(compact_str::CompactString::as_str)
     }
@@ -264,7 +270,7 @@ fn parse_tokens_noting(
         }
         let stmt = Stmt {
             name,
-            known,
+            id: known.map(|d| d.index),
             args,
             line,
             terminator,
