@@ -131,22 +131,12 @@ fn no_live_upstreams_names_only_its_own_servers_underneath() {
         "the other location's refusals are not the group's: {underneath:?}"
     );
     // The group's definition and what its servers do now are shown with it.
-    assert!(
-        first
-            .evidence
-            .iter()
-            .any(|e| e.source == "config" && e.detail.contains("upstream \"app\"")),
-        "{:#?}",
-        first.evidence
-    );
-    assert!(
-        first
-            .evidence
-            .iter()
-            .any(|e| e.source == "live-check" && e.detail.contains("refused")),
-        "{:#?}",
-        first.evidence
-    );
+    common::assert_evidence(first, |e| {
+        e.source == "config" && e.detail.contains("upstream \"app\"")
+    });
+    common::assert_evidence(first, |e| {
+        e.source == "live-check" && e.detail.contains("refused")
+    });
 }
 
 static LATE_PORT: AtomicU16 = AtomicU16::new(0);
@@ -206,20 +196,14 @@ fn a_refusal_the_live_checks_disprove_is_ranked_down() {
         .find(|f| f.cause == "upstream-refused")
         .unwrap_or_else(|| panic!("the logged refusals are still reported: {found:?}"));
     assert!(refused.confidence <= 0.5, "{found:?}");
-    assert!(
-        refused.evidence.iter().any(|e| e.source == "live-check"
+    common::assert_evidence(refused, |e| {
+        e.source == "live-check"
             && e.location == format!("connect {ip}:{port}")
-            && e.detail.contains("just now")),
-        "{:#?}",
-        refused.evidence
-    );
-    assert!(
-        d.checks
-            .iter()
-            .any(|c| c.name.starts_with("live ") && c.detail.contains("connected")),
-        "{:#?}",
-        d.checks
-    );
+            && e.detail.contains("just now")
+    });
+    common::assert_check(&d, |c| {
+        c.name.starts_with("live ") && c.detail.contains("connected")
+    });
 }
 
 #[test]
@@ -271,22 +255,15 @@ fn without_named_logs_the_configurations_logs_are_read() {
         "{found:?}"
     );
     for log in [&error_log, &access_log] {
-        assert!(
-            d.checks
-                .iter()
-                .any(|c| c.name == format!("log {log}") && c.status == Status::Pass),
-            "{log} not found through the configuration: {:#?}",
-            d.checks
-        );
+        // Found through the configuration, not given.
+        common::assert_check(&d, |c| {
+            c.name == format!("log {log}") && c.status == Status::Pass
+        });
     }
     // The access log was read in the configuration's own log_format.
-    assert!(
-        d.checks
-            .iter()
-            .any(|c| c.name == format!("read {access_log}") && c.detail.contains("format lab")),
-        "{:#?}",
-        d.checks
-    );
+    common::assert_check(&d, |c| {
+        c.name == format!("read {access_log}") && c.detail.contains("format lab")
+    });
     assert!(d
         .findings
         .iter()
@@ -309,13 +286,9 @@ fn no_live_connects_to_nothing() {
     stop(started);
     let found = summary(&d);
     assert_eq!(d.findings[0].cause, "upstream-refused", "{found:?}");
-    assert!(
-        d.checks
-            .iter()
-            .any(|c| c.name == "live checks" && c.detail.contains("--no-live")),
-        "{:#?}",
-        d.checks
-    );
+    common::assert_check(&d, |c| {
+        c.name == "live checks" && c.detail.contains("--no-live")
+    });
     assert!(
         !d.findings
             .iter()

@@ -1,6 +1,8 @@
 //! `diagnose` on recorded evidence (a configuration and logs in files, `--no-host`: nothing on
 //! this machine is looked at, nothing is dialled), and the README's first command.
 
+mod common;
+
 use assert_cmd::Command;
 use gwdoctor::diagnose::{diagnose, DiagnoseOptions};
 use std::path::Path;
@@ -66,36 +68,21 @@ fn answers_close_to_the_configured_timeout_mean_it_is_too_short() {
     let first = &d.findings[0];
     assert_eq!(first.cause, "proxy-timeout-too-short", "{found:?}");
     // The configured timeout, with its file and line, beside what the access log shows.
-    assert!(
-        first.evidence.iter().any(|e| e.source == "config"
+    common::assert_evidence(first, |e| {
+        e.source == "config"
             && e.location.ends_with("nginx.conf:10")
-            && e.detail.contains("proxy_read_timeout 2s")),
-        "{:#?}",
-        first.evidence
-    );
-    assert!(
-        first
-            .evidence
-            .iter()
-            .any(|e| e.source == "access-log" && e.detail.starts_with("3 of 6 attempts")),
-        "{:#?}",
-        first.evidence
-    );
+            && e.detail.contains("proxy_read_timeout 2s")
+    });
+    common::assert_evidence(first, |e| {
+        e.source == "access-log" && e.detail.starts_with("3 of 6 attempts")
+    });
     // --no-host: nothing was dialled, and the walk says why.
-    assert!(
-        d.checks
-            .iter()
-            .any(|c| c.name == "live checks" && c.detail.contains("--no-host")),
-        "{:#?}",
-        d.checks
-    );
-    assert!(
-        d.checks
-            .iter()
-            .any(|c| c.name == "timed request" && c.detail.contains("--no-host")),
-        "{:#?}",
-        d.checks
-    );
+    common::assert_check(&d, |c| {
+        c.name == "live checks" && c.detail.contains("--no-host")
+    });
+    common::assert_check(&d, |c| {
+        c.name == "timed request" && c.detail.contains("--no-host")
+    });
 }
 
 #[test]

@@ -78,3 +78,30 @@ macro_rules! with_scenarios {
         }
     };
 }
+
+/// Asserts that some evidence of `finding` satisfies `holds`; shows all of it otherwise.
+#[allow(dead_code)]
+pub fn assert_evidence(
+    finding: &gwdoctor::findings::Finding,
+    holds: impl Fn(&gwdoctor::findings::Evidence) -> bool,
+) {
+    assert!(
+        finding.evidence.iter().any(holds),
+        "{}: {:#?}",
+        finding.cause,
+        finding.evidence
+    );
+}
+
+/// Asserts that some check of the walk satisfies `holds`; shows every check otherwise.
+#[allow(dead_code)]
+pub fn assert_check(
+    diagnosis: &gwdoctor::diagnose::Diagnosis,
+    holds: impl Fn(&gwdoctor::findings::Check) -> bool,
+) {
+    assert!(
+        diagnosis.checks.iter().any(holds),
+        "{:#?}",
+        diagnosis.checks
+    );
+}

@@ -175,7 +175,18 @@ impl<'a> Units<'a> {
 /// A byte that, inside an unquoted word, is simply appended: ASCII, not a space, not one of
 /// `{ } ; " ' \\ $ #` (`$` may start `${`, which has its own rule).
 fn is_plain(b: u8) -> bool {
-    b > b' ' && b < 0x7f && !matches!(b, b'{' | b'}' | b';' | b'"' | b'\'' | b'\\' | b'$' | b'#')
+    // A table: this runs for nearly every byte of a configuration.
+    static PLAIN: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = b' ' + 1;
+        while b < 0x7f {
+            table[b as usize] =
+                !matches!(b, b'{' | b'}' | b';' | b'"' | b'\'' | b'\\' | b'$' | b'#');
+            b += 1;
+        }
+        table
+    };
+    PLAIN[usize::from(b)]
 }
 
 fn char_len(first: u8) -> usize {
@@ -279,14 +290,23 @@ impl<'a> Lexer<'a> {
     }
 
     /// Python's `str.isspace` for one unit (an escape pair is never a space).
+    #[inline]
     fn is_space(&mut self, u: Unit) -> bool {
-        let bytes = &self.src.as_bytes()[u.start..u.end];
-        if bytes.len() == 1 {
+        if u.end - u.start == 1 {
             return matches!(
-                bytes[0],
+                self.src.as_bytes()[u.start],
                 b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1f
             );
         }
+        self.is_wide_space(u)
+    }
+
+    /// [`Lexer::is_space`] for a unit of several bytes (rare: an escape or a non-ASCII
+    /// character), noting the lines where a Unicode space separates words.
+    #[cold]
+    #[inline(never)]
+    fn is_wide_space(&mut self, u: Unit) -> bool {
+        let bytes = &self.src.as_bytes()[u.start..u.end];
         if bytes[0] == b'\\' {
             return false;
         }
@@ -344,6 +364,18 @@ impl<'a> Lexer<'a> {
                 while self.is_space(u) {
                     u = self.next()?;
                 }
+            }
+
+            // Fast path: an ordinary byte (most words start with one) is simply appended,
+            // with the ordinary bytes that follow it; none of the rules below apply to it.
+            if u.end - u.start == 1 && is_plain(self.src.as_bytes()[u.start]) {
+                if token.is_empty() {
+                    token.line = u.line;
+                }
+                token.push(self.src, u);
+                self.take_plain_run(&mut token);
+                current = self.units.next();
+                continue;
             }
 
             if token.is_empty() && self.unit_is(u, b'#') {
@@ -438,23 +470,28 @@ impl<'a> Lexer<'a> {
             }
 
             token.push(self.src, u);
-            // Fast path: the ordinary bytes that follow (ASCII, not space, not special) can only
-            // be appended one by one, so take them all at once.
-            let bytes = self.src.as_bytes();
-            let start = self.units.pos;
-            let mut end = start;
-            while end < bytes.len() && is_plain(bytes[end]) {
-                end += 1;
-            }
-            if end > start && self.units.pushed.is_none() {
-                token.push_text(self.src, start, end);
-                self.units.pos = end;
-            }
+            self.take_plain_run(&mut token);
             current = self.units.next();
         }
         // Like crossplane, a word still being built at the end of the file is dropped: a
         // configuration cannot end in the middle of a directive anyway.
         Ok(())
+    }
+
+    /// Appends the ordinary bytes that follow (ASCII, not space, not special) all at once:
+    /// one by one, each would only be appended.
+    #[inline]
+    fn take_plain_run(&mut self, token: &mut Building) {
+        let bytes = self.src.as_bytes();
+        let start = self.units.pos;
+        let mut end = start;
+        while end < bytes.len() && is_plain(bytes[end]) {
+            end += 1;
+        }
+        if end > start && self.units.pushed.is_none() {
+            token.push_text(self.src, start, end);
+            self.units.pos = end;
+        }
     }
 
     /// Whether the word just read is a directive whose body is Lua code: `Some(true)` for

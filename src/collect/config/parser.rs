@@ -201,20 +201,21 @@ fn parse_tokens_noting(
     let mut tokens = lexed.tokens[..end]
         .iter()
         .filter(|t| t.kind != Kind::Comment);
-    // The open blocks: the statements collected so far at each level.
-    let mut stack: Vec<(Stmt, Vec<Stmt>)> = Vec::new();
-    let mut current: Vec<Stmt> = Vec::new();
+    // Every statement read and not yet placed in its block, outermost level first; `open`
+    // holds each open block's statement and where its children start in `stmts`. A block's
+    // children are moved out in one piece when it closes, into a vector of exactly their
+    // number (no vector per level growing and shrinking).
+    let mut stmts: Vec<Stmt> = Vec::new();
+    let mut open: Vec<(Stmt, usize)> = Vec::new();
     let mut scratch: Vec<compact_str::CompactString> = Vec::new();
     while let Some(t) = tokens.next() {
         match t.kind {
             Kind::Close if !t.quoted => {
-                let Some((mut parent, outer)) = stack.pop() else {
+                let Some((mut parent, start)) = open.pop() else {
                     return Err(error(path, Some(t.line), "unexpected \"}\""));
                 };
-                let mut block = std::mem::replace(&mut current, outer);
-                block.shrink_to_fit();
-                parent.block = Some(block);
-                current.push(parent);
+                parent.block = Some(stmts.drain(start..).collect());
+                stmts.push(parent);
                 continue;
             }
             Kind::Semi if !t.quoted => {
@@ -278,22 +279,22 @@ fn parse_tokens_noting(
             includes: Vec::new(),
         };
         if terminator == Terminator::Open {
-            if stack.len() >= MAX_DEPTH {
+            if open.len() >= MAX_DEPTH {
                 return Err(error(
                     path,
                     Some(line),
                     format!("blocks nested deeper than {MAX_DEPTH}"),
                 ));
             }
-            stack.push((stmt, std::mem::take(&mut current)));
+            open.push((stmt, stmts.len()));
         } else {
-            current.push(stmt);
+            stmts.push(stmt);
         }
     }
     if let Some(f) = &lexed.fatal {
         return Err(error(path, Some(f.line), f.message()));
     }
-    if let Some((open, _)) = stack.last() {
+    if let Some((open, _)) = open.last() {
         return Err(error(
             path,
             Some(open.line),
@@ -303,7 +304,7 @@ fn parse_tokens_noting(
             ),
         ));
     }
-    Ok(current)
+    Ok(stmts)
 }
 
 thread_local! {
