@@ -13,7 +13,6 @@
 
 use super::directives::Terminator;
 use super::lexer::{self, Kind, Lexed};
-use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -388,27 +387,28 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
     let mut files = vec![first];
     // Each file's include arguments, taken when the file's turn comes.
     let mut pending_includes = vec![first_includes];
-    let mut by_path: HashMap<PathBuf, FileId> = HashMap::new();
-    by_path.insert(canonical(main), 0);
+    let mut by_path: rustc_hash::FxHashMap<FileKey, FileId> = Default::default();
+    by_path.insert(file_key(main), 0);
     // Files are parsed in discovery order; each file's include statements are resolved once,
-    // and each distinct pattern once (a snippet is often included from thousands of places).
-    let mut resolved: HashMap<PathBuf, Vec<FileId>> = HashMap::new();
+    // and each distinct argument once (a snippet is often included from thousands of places;
+    // the prefix is the same for all, so the argument alone names the pattern).
+    let mut resolved: rustc_hash::FxHashMap<String, Vec<FileId>> = Default::default();
     let mut next = 0;
     while next < files.len() {
         let includes = std::mem::take(&mut pending_includes[next]);
         // The files each include statement brings in, in the statements' order.
         let mut brought: Vec<Vec<FileId>> = Vec::with_capacity(includes.len());
         for (line, arg) in includes {
+            if let Some(ids) = resolved.get(&arg) {
+                brought.push(ids.clone());
+                continue;
+            }
             let includer = &files[next].path;
             let pattern = if Path::new(&arg).is_absolute() {
                 PathBuf::from(&arg)
             } else {
                 prefix.join(&arg)
             };
-            if let Some(ids) = resolved.get(&pattern) {
-                brought.push(ids.clone());
-                continue;
-            }
             let paths = if has_magic(&arg) {
                 glob_sorted(&pattern.to_string_lossy())
                     .into_iter()
@@ -429,10 +429,11 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
                 vec![pattern.clone()]
             };
             // The files this include brings in for the first time.
-            let keys: Vec<PathBuf> = paths.iter().map(|p| canonical(p)).collect();
-            let mut fresh: Vec<(PathBuf, PathBuf)> = Vec::new();
+            let keys: Vec<FileKey> = paths.iter().map(|p| file_key(p)).collect();
+            let mut fresh: Vec<(FileKey, PathBuf)> = Vec::new();
+            let mut fresh_keys: rustc_hash::FxHashSet<&FileKey> = Default::default();
             for (key, path) in keys.iter().zip(&paths) {
-                if !by_path.contains_key(key) && !fresh.iter().any(|(k, _)| k == key) {
+                if !by_path.contains_key(key) && fresh_keys.insert(key) {
                     fresh.push((key.clone(), path.clone()));
                 }
             }
@@ -473,7 +474,7 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
                 by_path.insert(key, files.len() - 1);
             }
             let ids: Vec<FileId> = keys.iter().map(|k| by_path[k]).collect();
-            resolved.insert(pattern, ids.clone());
+            resolved.insert(arg, ids.clone());
             brought.push(ids);
         }
         set_includes(&mut files[next].stmts, &mut brought.into_iter());
@@ -510,8 +511,20 @@ pub fn errno_text(e: &std::io::Error) -> String {
     }
 }
 
-fn canonical(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+/// What makes two paths one file, so that it is parsed once: its device and inode (one
+/// `stat`, where resolving the path would look at each of its components), else the path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum FileKey {
+    Inode(u64, u64),
+    Path(PathBuf),
+}
+
+fn file_key(path: &Path) -> FileKey {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => FileKey::Inode(m.dev(), m.ino()),
+        Err(_) => FileKey::Path(path.to_path_buf()),
+    }
 }
 
 /// Refuses include loops: nginx would include the files again and again until it runs out of
