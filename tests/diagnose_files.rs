@@ -47,19 +47,31 @@ fn write_site(dir: &Path) {
     std::fs::write(dir.join("error.log"), errors).unwrap();
 }
 
+/// Diagnose options for the site `write_site` wrote, as recorded evidence (`--no-host`), with
+/// or without its logs named.
+fn recorded_site(dir: &Path, with_logs: bool) -> DiagnoseOptions {
+    let logs = |name: &str| {
+        if with_logs {
+            vec![dir.join(name)]
+        } else {
+            Vec::new()
+        }
+    };
+    DiagnoseOptions {
+        nginx_configs: vec![dir.join("nginx.conf")],
+        error_logs: logs("error.log"),
+        access_logs: logs("access.log"),
+        budget: Duration::from_secs(10),
+        no_host: true,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn answers_close_to_the_configured_timeout_mean_it_is_too_short() {
     let dir = tempfile::tempdir().unwrap();
     write_site(dir.path());
-    let d = diagnose(&DiagnoseOptions {
-        nginx_configs: vec![dir.path().join("nginx.conf")],
-        error_logs: vec![dir.path().join("error.log")],
-        access_logs: vec![dir.path().join("access.log")],
-        budget: Duration::from_secs(10),
-        no_host: true,
-        ..Default::default()
-    })
-    .unwrap();
+    let d = diagnose(&recorded_site(dir.path(), true)).unwrap();
     let found: Vec<String> = d
         .findings
         .iter()
@@ -89,13 +101,7 @@ fn answers_close_to_the_configured_timeout_mean_it_is_too_short() {
 fn a_configuration_from_elsewhere_does_not_read_this_hosts_logs() {
     let dir = tempfile::tempdir().unwrap();
     write_site(dir.path());
-    let d = diagnose(&DiagnoseOptions {
-        nginx_configs: vec![dir.path().join("nginx.conf")],
-        budget: Duration::from_secs(10),
-        no_host: true,
-        ..Default::default()
-    })
-    .unwrap();
+    let d = diagnose(&recorded_site(dir.path(), false)).unwrap();
     assert!(d.logs.is_none());
     assert!(d
         .checks
@@ -180,14 +186,7 @@ fn each_step_is_reported_as_it_starts_and_ends() {
     let events: Arc<Mutex<Vec<StepEvent>>> = Arc::default();
     let sink = events.clone();
     diagnose_with_progress(
-        &DiagnoseOptions {
-            nginx_configs: vec![dir.path().join("nginx.conf")],
-            error_logs: vec![dir.path().join("error.log")],
-            access_logs: vec![dir.path().join("access.log")],
-            budget: Duration::from_secs(10),
-            no_host: true,
-            ..Default::default()
-        },
+        &recorded_site(dir.path(), true),
         Arc::new(move |e| sink.lock().unwrap().push(e)),
     )
     .unwrap();
