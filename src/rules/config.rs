@@ -1329,6 +1329,32 @@ impl<'f> Judge<'f> {
                 _ => "a process".to_string(),
             };
             let mut evidence = base;
+            if l.addr.port() == addr.port()
+                && addr.is_ipv4() != l.addr.is_ipv4()
+                && addr.ip().is_loopback()
+                && l.addr.ip().is_loopback()
+            {
+                // [::1] refused while 127.0.0.1 listens (or the reverse): the loopback address
+                // of the other family, as when "localhost" means both. Not loopback-only.
+                evidence.push(Evidence::new(
+                    "host",
+                    format!("listener {}", l.addr),
+                    format!(
+                        "{who} listens on {} (IPv{}), not on {} (IPv{})",
+                        l.addr,
+                        if l.addr.is_ipv4() { 4 } else { 6 },
+                        addr,
+                        if addr.is_ipv4() { 4 } else { 6 }
+                    ),
+                ));
+                self.find("upstream-address-family", 0.85, evidence)
+                    .confirm_with(format!(
+                        "point nginx at {} rather than a name that also means {}, or make the application listen on both",
+                        l.addr,
+                        addr.ip()
+                    ));
+                return;
+            }
             if l.addr.port() == addr.port() {
                 evidence.push(Evidence::new(
                     "host",
