@@ -787,11 +787,7 @@ fn found_logs(facts: &[Facts]) -> (Vec<LogFile>, Vec<Check>, Vec<Tail>) {
                 ));
                 continue;
             }
-            let compression = match path.extension().and_then(|e| e.to_str()) {
-                Some("gz") => Compression::Gzip,
-                Some("zst") => Compression::Zstd,
-                _ => Compression::None,
-            };
+            let compression = source::compression_of(&path);
             if meta.len() > FOUND_LOG_TAIL && compression == Compression::None {
                 match tail_pipe(&path, meta.len(), FOUND_LOG_TAIL) {
                     Ok((file, tail)) => {
@@ -893,18 +889,13 @@ fn timed_get(addr: SocketAddr, path: &str, host: &str, deadline: Duration) -> Ti
 /// The request of a log line (`request: "GET /x HTTP/1.1"`) and its `host: "…"`, when the
 /// method is GET (only a GET is safe to send again).
 fn replayable_request(line: &str) -> Option<(String, Option<String>)> {
-    let request = line.split("request: \"").nth(1)?.split('"').next()?;
-    let mut words = request.split_whitespace();
+    let parsed = crate::collect::logs::formats::nginx_error::parse(line)?;
+    let mut words = parsed.request?.split_whitespace();
     if words.next()? != "GET" {
         return None;
     }
     let path = words.next().filter(|p| p.starts_with('/'))?.to_string();
-    let host = line
-        .split("host: \"")
-        .nth(1)
-        .and_then(|h| h.split('"').next())
-        .map(str::to_string);
-    Some((path, host))
+    Some((path, parsed.host.map(str::to_string)))
 }
 
 /// For each upstream that timed out, how long does it really take? One direct GET (the

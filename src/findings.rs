@@ -69,6 +69,18 @@ pub enum Status {
     Skip,
 }
 
+impl Status {
+    /// The mark a terminal shows for it: `✓ ! ✗ -`.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Status::Pass => "✓",
+            Status::Warn => "!",
+            Status::Fail => "✗",
+            Status::Skip => "-",
+        }
+    }
+}
+
 /// One step of the walk and how it went.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {

@@ -2,7 +2,6 @@
 
 use super::{Common, Failure};
 use gwdoctor::diagnose::{diagnose_with_progress, DiagnoseOptions, Progress, StepEvent};
-use gwdoctor::findings::Status;
 use gwdoctor::report::{self, Format};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -137,12 +136,7 @@ impl StepDisplay {
                     if let Some((_, bar)) =
                         bars.iter().find(|(s, b)| *s == step && !b.is_finished())
                     {
-                        let mark = match status {
-                            Status::Pass => "✓",
-                            Status::Warn => "!",
-                            Status::Fail => "✗",
-                            Status::Skip => "-",
-                        };
+                        let mark = status.mark();
                         bar.set_style(
                             indicatif::ProgressStyle::with_template("{prefix:<9} {msg}")
                                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),

@@ -3,7 +3,7 @@
 
 use super::text::{styled, wrapped, BOLD, CAUSE, COMMAND, DIM};
 use crate::catalog::catalog;
-use crate::findings::{Check, Finding, Status};
+use crate::findings::{Check, Finding};
 use crate::i18n::{label, Lang};
 use crate::redact::redact;
 use serde_json::{json, Value};
@@ -59,12 +59,7 @@ pub fn finding_text(out: &mut String, finding: &Finding, lang: Lang) {
 /// The checks as a compact list: `✓ name  detail  (12 ms)`.
 pub fn checks_text(out: &mut String, checks: &[Check]) {
     for check in checks {
-        let mark = match check.status {
-            Status::Pass => "✓",
-            Status::Warn => "!",
-            Status::Fail => "✗",
-            Status::Skip => "-",
-        };
+        let mark = check.status.mark();
         let detail: String = redact(&check.detail).chars().take(MAX_DETAIL).collect();
         let _ = writeln!(
             out,

@@ -126,6 +126,34 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// Evidence of a configuration line: where, the line itself, and what it means.
+pub fn line_evidence(facts: &Facts, loc: Loc, why: &str) -> Evidence {
+    let file = &facts.config.files[loc.file];
+    let text = file.line_text(loc.line).trim();
+    let detail = if why.is_empty() {
+        text.to_string()
+    } else {
+        format!("{text}    ← {why}")
+    };
+    Evidence::new(
+        "config",
+        format!("{}:{}", file.path.display(), loc.line),
+        detail,
+    )
+}
+
+/// Evidence of a setting as it applies (its line, or nginx's default).
+pub fn setting_evidence(facts: &Facts, name: &str, s: &Setting, why: &str) -> Evidence {
+    match s.at {
+        Some(loc) => line_evidence(facts, loc, why),
+        None => Evidence::new(
+            "config",
+            "(default)",
+            format!("{name} {}    ← nginx's default; {why}", s.value),
+        ),
+    }
+}
+
 impl<'f> Judge<'f> {
     fn path(&self, loc: Loc) -> String {
         format!(
@@ -135,27 +163,12 @@ impl<'f> Judge<'f> {
         )
     }
 
-    /// Evidence of a configuration line: where, the line itself, and what it means.
     fn line(&self, loc: Loc, why: &str) -> Evidence {
-        let text = self.facts.config.files[loc.file].line_text(loc.line).trim();
-        let detail = if why.is_empty() {
-            text.to_string()
-        } else {
-            format!("{text}    ← {why}")
-        };
-        Evidence::new("config", self.path(loc), detail)
+        line_evidence(self.facts, loc, why)
     }
 
-    /// Evidence of a setting as it applies (its line, or nginx's default).
     fn setting(&self, name: &str, s: &Setting, why: &str) -> Evidence {
-        match s.at {
-            Some(loc) => self.line(loc, why),
-            None => Evidence::new(
-                "config",
-                "(default)",
-                format!("{name} {}    ← nginx's default; {why}", s.value),
-            ),
-        }
+        setting_evidence(self.facts, name, s, why)
     }
 
     fn fpm_line(
@@ -1329,33 +1342,34 @@ impl<'f> Judge<'f> {
                 _ => "a process".to_string(),
             };
             let mut evidence = base;
-            if l.addr.port() == addr.port()
-                && addr.is_ipv4() != l.addr.is_ipv4()
-                && addr.ip().is_loopback()
-                && l.addr.ip().is_loopback()
-            {
-                // [::1] refused while 127.0.0.1 listens (or the reverse): the loopback address
-                // of the other family, as when "localhost" means both. Not loopback-only.
-                evidence.push(Evidence::new(
-                    "host",
-                    format!("listener {}", l.addr),
-                    format!(
-                        "{who} listens on {} (IPv{}), not on {} (IPv{})",
-                        l.addr,
-                        if l.addr.is_ipv4() { 4 } else { 6 },
-                        addr,
-                        if addr.is_ipv4() { 4 } else { 6 }
-                    ),
-                ));
-                self.find("upstream-address-family", 0.85, evidence)
-                    .confirm_with(format!(
-                        "point nginx at {} rather than a name that also means {}, or make the application listen on both",
-                        l.addr,
-                        addr.ip()
-                    ));
-                return;
-            }
             if l.addr.port() == addr.port() {
+                let family = |a: &std::net::SocketAddr| if a.is_ipv4() { 4 } else { 6 };
+                if family(&l.addr) != family(&addr)
+                    && addr.ip().is_loopback()
+                    && l.addr.ip().is_loopback()
+                {
+                    // [::1] refused while 127.0.0.1 listens (or the reverse): the loopback
+                    // address of the other family, as when "localhost" means both. Not
+                    // loopback-only.
+                    evidence.push(Evidence::new(
+                        "host",
+                        format!("listener {}", l.addr),
+                        format!(
+                            "{who} listens on {} (IPv{}), not on {} (IPv{})",
+                            l.addr,
+                            family(&l.addr),
+                            addr,
+                            family(&addr)
+                        ),
+                    ));
+                    self.find("upstream-address-family", 0.85, evidence)
+                        .confirm_with(format!(
+                            "point nginx at {} rather than a name that also means {}, or make the application listen on both",
+                            l.addr,
+                            addr.ip()
+                        ));
+                    return;
+                }
                 evidence.push(Evidence::new(
                     "host",
                     format!("listener {}", l.addr),

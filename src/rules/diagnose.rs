@@ -1,9 +1,10 @@
 //! Rules across sources: the correlations no single collector can make, and the ranking of the
 //! whole diagnosis.
 
+use super::config::{line_evidence, setting_evidence};
 use super::logs::Correlation;
 use crate::collect::config::live::{Connect, LiveResult};
-use crate::collect::config::model::{Loc, UpstreamGroup};
+use crate::collect::config::model::UpstreamGroup;
 use crate::collect::config::{Address, Dest, Facts};
 use crate::collect::logs::scan::ScanResult;
 use crate::collect::logs::tally::Histogram;
@@ -317,13 +318,11 @@ fn underneath_of_the_group(finding: &mut Finding, result: &ScanResult, facts: &[
                 }
             }
         }
-        let at = config_line(f, g.loc);
-        finding.evidence.push(Evidence::new(
-            "config",
-            at.0,
-            format!(
-                "{}    ← upstream \"{}\": {}",
-                at.1,
+        finding.evidence.push(line_evidence(
+            f,
+            g.loc,
+            &format!(
+                "upstream \"{}\": {}",
                 g.name,
                 servers.iter().cloned().collect::<Vec<_>>().join(", ")
             ),
@@ -351,15 +350,6 @@ fn underneath_of_the_group(finding: &mut Finding, result: &ScanResult, facts: &[
         ));
     }
     finding.evidence.extend(now);
-}
-
-/// `file:line` and the line's text.
-fn config_line(f: &Facts, loc: Loc) -> (String, String) {
-    let file = &f.config.files[loc.file];
-    (
-        format!("{}:{}", file.path.display(), loc.line),
-        file.line_text(loc.line).trim().to_string(),
-    )
 }
 
 /// How many recorded times are below `limit` seconds.
@@ -440,28 +430,15 @@ fn configured_read_timeout(facts: &[Facts], addr: &str) -> Option<(u64, Evidence
             let Some(ms) = t.settings.read_timeout.ms() else {
                 continue;
             };
-            let evidence = match t.settings.read_timeout.at {
-                Some(loc) => {
-                    let (at, text) = config_line(f, loc);
-                    Evidence::new(
-                        "config",
-                        at,
-                        format!(
-                            "{text}    ← the gateway waits {:.1} s for {addr}",
-                            ms as f64 / 1000.0
-                        ),
-                    )
-                }
-                None => Evidence::new(
-                    "config",
-                    "(default)",
-                    format!(
-                        "{}_read_timeout {}    ← nginx's default",
-                        t.kind.directive().trim_end_matches("_pass"),
-                        t.settings.read_timeout.value
-                    ),
+            let evidence = setting_evidence(
+                f,
+                &format!(
+                    "{}_read_timeout",
+                    t.kind.directive().trim_end_matches("_pass")
                 ),
-            };
+                &t.settings.read_timeout,
+                &format!("the gateway waits {:.1} s for {addr}", ms as f64 / 1000.0),
+            );
             return Some((ms, evidence));
         }
     }

@@ -232,7 +232,6 @@ fn parse_tokens_noting(
             None => std::borrow::Cow::Owned(text.to_string()),
         };
         let line = t.line;
-        scratch.clear();
         let terminator = loop {
             let Some(t) = tokens.next() else {
                 if let Some(f) = &lexed.fatal {

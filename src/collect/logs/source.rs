@@ -59,7 +59,8 @@ pub enum SourceError {
     NoMatch(String),
 }
 
-fn compression_of(path: &Path) -> Compression {
+/// How a log file is compressed, by its name (`.gz`, `.zst`, `.zstd`).
+pub fn compression_of(path: &Path) -> Compression {
     match path.extension().and_then(|e| e.to_str()) {
         Some("gz") => Compression::Gzip,
         Some("zst") | Some("zstd") => Compression::Zstd,
