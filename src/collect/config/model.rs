@@ -621,20 +621,51 @@ type GroupHost = Option<(String, Option<u16>)>;
 struct Builder<'a> {
     config: &'a Config,
     model: Model,
+    /// The include chains of the builder this one works for ([`Builder::part`]): an item's
+    /// `via` below their number is one of them.
+    outer_chains: &'a [Vec<Loc>],
+    /// The include chains found by this builder, numbered after `outer_chains`.
     chains: Vec<Vec<Loc>>,
     /// One per target of `model.targets` (targets are built in place: they are large).
     group_hosts: Vec<GroupHost>,
     log_formats: HashMap<String, String>,
+    /// Each `set`: the server it is in, the variable (without `$`), the value.
+    sets: Vec<(Option<usize>, String, String)>,
+    /// Each `map`'s values by variable: a map applies in every server.
+    maps: HashMap<String, Vec<String>>,
+    /// Whether runs of server blocks are built on all cores (only the outermost builder does
+    /// it: the parts it hands out work alone).
+    parallel: bool,
 }
+
+/// What a [`Builder::part`] built, to be merged.
+struct Part {
+    model: Model,
+    group_hosts: Vec<GroupHost>,
+    sets: Vec<(Option<usize>, String, String)>,
+    maps: HashMap<String, Vec<String>>,
+}
+
+/// Runs of at least this many server blocks are built in parallel.
+const PARALLEL_FROM: usize = 16;
 
 /// Builds the model of a loaded configuration.
 pub fn build(config: &Config) -> Model {
+    build_with(config, true)
+}
+
+/// [`build`], with runs of server blocks built in parallel or not (the same model either way).
+fn build_with(config: &Config, parallel: bool) -> Model {
     let mut b = Builder {
         config,
         model: Model::default(),
+        outer_chains: &[],
         chains: vec![Vec::new()],
         group_hosts: Vec::new(),
         log_formats: HashMap::new(),
+        sets: Vec::new(),
+        maps: HashMap::new(),
+        parallel,
     };
     let items = b.flatten(&config.files[0].stmts, 0, 0);
     let root = Level::new(None, &items);
@@ -649,6 +680,75 @@ pub fn build(config: &Config) -> Model {
 }
 
 impl<'a> Builder<'a> {
+    /// A builder for part of the configuration, working for `self` (see [`Builder::merge`]).
+    fn part<'s>(&'s self) -> Builder<'s> {
+        Builder {
+            config: self.config,
+            model: Model::default(),
+            outer_chains: &self.chains,
+            chains: Vec::new(),
+            group_hosts: Vec::new(),
+            log_formats: HashMap::new(),
+            sets: Vec::new(),
+            maps: HashMap::new(),
+            parallel: false,
+        }
+    }
+
+    /// The include chain numbered `via`.
+    fn chain(&self, via: usize) -> &Vec<Loc> {
+        match via.checked_sub(self.outer_chains.len()) {
+            Some(own) => &self.chains[own],
+            None => &self.outer_chains[via],
+        }
+    }
+
+    /// Takes in what a part built (in the order of the configuration): its servers after
+    /// those already here, its targets pointing at them.
+    fn merge(&mut self, part: Part) {
+        let Part {
+            model,
+            group_hosts,
+            sets,
+            maps,
+        } = part;
+        let Model {
+            servers,
+            upstreams,
+            targets,
+            issues,
+            access_logs,
+            variables,
+            ..
+        } = model;
+        let server_offset = self.model.servers.len();
+        self.model.servers.extend(servers);
+        self.model.upstreams.extend(upstreams);
+        self.model.targets.extend(targets.into_iter().map(|mut t| {
+            if let Some(s) = &mut t.server {
+                *s += server_offset;
+            }
+            t
+        }));
+        self.group_hosts.extend(group_hosts);
+        for issue in issues {
+            if !self.model.issues.contains(&issue) {
+                self.model.issues.push(issue);
+            }
+        }
+        self.model.access_logs.extend(access_logs);
+        for (name, values) in variables {
+            self.model.variables.entry(name).or_default().extend(values);
+        }
+        self.sets.extend(
+            sets.into_iter()
+                .map(|(server, name, value)| (server.map(|s| s + server_offset), name, value)),
+        );
+        for (name, values) in maps {
+            self.maps.entry(name).or_default().extend(values);
+        }
+    }
+
     fn loc(&self, item: &Item) -> Loc {
         Loc {
             file: item.file,
@@ -679,10 +779,10 @@ impl<'a> Builder<'a> {
                     continue;
                 }
                 for &id in &s.includes {
-                    let mut chain = self.chains[via].clone();
+                    let mut chain = self.chain(via).clone();
                     chain.push(Loc { file, line: s.line });
                     self.chains.push(chain);
-                    let child = self.chains.len() - 1;
+                    let child = self.outer_chains.len() + self.chains.len() - 1;
                     let config = self.config;
                     self.flatten_into(&config.files[id].stmts, id, child, out, depth + 1);
                 }
@@ -701,7 +801,7 @@ impl<'a> Builder<'a> {
     ) {
         let issue = Issue {
             loc: self.loc(item),
-            via: self.chains[item.via].clone(),
+            via: self.chain(item.via).clone(),
             directive: item.stmt.name.to_string(),
             message,
             suggestion,
@@ -766,105 +866,38 @@ impl<'a> Builder<'a> {
     ) {
         for item in items {
             self.analyze(item, ctx);
-            self.record(item, ctx, level);
+            self.record(item, ctx, server);
         }
-        for item in items {
-            let Some(block) = &item.stmt.block else {
-                continue;
-            };
-            if depth >= MAX_WALK_DEPTH {
-                // Only includes nested in blocks nested in includes get here; nginx would
-                // accept it, but nothing real is this deep, and the walk keeps its stack small.
-                let message = format!("blocks nested more than {MAX_WALK_DEPTH} deep (through includes): not read further");
-                self.issue(item, "nesting", message, None);
-                continue;
-            }
-            let child_ctx = ctx.enter(&item.stmt.name);
-            let child_items = self.flatten(block, item.file, item.via);
-            let child_level = Level::new(Some(level), &child_items);
-            match child_ctx {
-                Ctx::HttpServer | Ctx::StreamServer => {
-                    let index = self.server(item, &child_items, child_ctx);
-                    // A server's level inherits from http (or stream), not from other servers.
-                    self.walk(
-                        &child_items,
-                        child_ctx,
-                        &child_level,
-                        Some(index),
-                        "",
-                        depth + 1,
-                    );
-                }
-                Ctx::HttpLocation
-                | Ctx::HttpLocationIf
-                | Ctx::HttpServerIf
-                | Ctx::HttpLimitExcept => {
-                    let label = match child_ctx {
-                        Ctx::HttpLocation => item.stmt.args.join(" "),
-                        _ => format!(
-                            "{} ({})",
-                            item.stmt.name,
-                            if_args(
-                                &item
-                                    .stmt
-                                    .args
-                                    .iter()
-                                    .map(|a| a.as_str())
-                                    .collect::<Vec<_>>()
+        // Blocks in order; a run of many server blocks (directives between them do not
+        // matter here) is built in parallel.
+        let mut i = 0;
+        while i < items.len() {
+            if self.parallel && matches!(ctx, Ctx::Http | Ctx::Stream) {
+                let run = items[i..]
+                    .iter()
+                    .take_while(|item| {
+                        item.stmt.block.is_none()
+                            || matches!(
+                                ctx.enter(&item.stmt.name),
+                                Ctx::HttpServer | Ctx::StreamServer
                             )
-                            .join(" ")
-                        ),
-                    };
-                    let inner = if path.is_empty() {
-                        label.clone()
+                    })
+                    .count();
+                if run > 0 {
+                    let run = &items[i..i + run];
+                    if run.iter().filter(|it| it.stmt.block.is_some()).count() >= PARALLEL_FROM {
+                        self.servers_in_parallel(run, ctx, level, depth);
                     } else {
-                        format!("{path} › {label}")
-                    };
-                    if child_ctx == Ctx::HttpLocation {
-                        if let Some(si) = server {
-                            let depth = inner.matches(" › ").count() + 1;
-                            let loc = self.loc(item);
-                            self.model.servers[si].locations.push(Location {
-                                path: label,
-                                loc,
-                                depth,
-                            });
+                        for item in run {
+                            self.block(item, ctx, level, server, path, depth);
                         }
                     }
-                    self.walk(
-                        &child_items,
-                        child_ctx,
-                        &child_level,
-                        server,
-                        &inner,
-                        depth + 1,
-                    );
+                    i += run.len();
+                    continue;
                 }
-                Ctx::HttpUpstream | Ctx::StreamUpstream => {
-                    self.upstream(item, &child_items, child_ctx);
-                    self.walk(
-                        &child_items,
-                        child_ctx,
-                        &child_level,
-                        server,
-                        path,
-                        depth + 1,
-                    );
-                }
-                Ctx::Opaque => {
-                    if item.stmt.name == "map" && ctx != Ctx::Opaque {
-                        self.map_values(item, &child_items);
-                    }
-                }
-                _ => self.walk(
-                    &child_items,
-                    child_ctx,
-                    &child_level,
-                    server,
-                    path,
-                    depth + 1,
-                ),
             }
+            self.block(&items[i], ctx, level, server, path, depth);
+            i += 1;
         }
         for item in items {
             if let Some(kind) = pass_kind(&item.stmt.name, ctx) {
@@ -873,8 +906,148 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// One statement's block, in the context `ctx` of the statement (nothing for a statement
+    /// without one).
+    fn block(
+        &mut self,
+        item: &Item<'a>,
+        ctx: Ctx,
+        level: &Level<'a, '_>,
+        server: Option<usize>,
+        path: &str,
+        depth: usize,
+    ) {
+        let Some(block) = &item.stmt.block else {
+            return;
+        };
+        if depth >= MAX_WALK_DEPTH {
+            // Only includes nested in blocks nested in includes get here; nginx would
+            // accept it, but nothing real is this deep, and the walk keeps its stack small.
+            let message = format!("blocks nested more than {MAX_WALK_DEPTH} deep (through includes): not read further");
+            self.issue(item, "nesting", message, None);
+            return;
+        }
+        let child_ctx = ctx.enter(&item.stmt.name);
+        let child_items = self.flatten(block, item.file, item.via);
+        let child_level = Level::new(Some(level), &child_items);
+        match child_ctx {
+            Ctx::HttpServer | Ctx::StreamServer => {
+                let index = self.server(item, &child_items, child_ctx);
+                // A server's level inherits from http (or stream), not from other servers.
+                self.walk(
+                    &child_items,
+                    child_ctx,
+                    &child_level,
+                    Some(index),
+                    "",
+                    depth + 1,
+                );
+            }
+            Ctx::HttpLocation | Ctx::HttpLocationIf | Ctx::HttpServerIf | Ctx::HttpLimitExcept => {
+                let label = match child_ctx {
+                    Ctx::HttpLocation => item.stmt.args.join(" "),
+                    _ => format!(
+                        "{} ({})",
+                        item.stmt.name,
+                        if_args(
+                            &item
+                                .stmt
+                                .args
+                                .iter()
+                                .map(|a| a.as_str())
+                                .collect::<Vec<_>>()
+                        )
+                        .join(" ")
+                    ),
+                };
+                let inner = if path.is_empty() {
+                    label.clone()
+                } else {
+                    format!("{path} › {label}")
+                };
+                if child_ctx == Ctx::HttpLocation {
+                    if let Some(si) = server {
+                        let depth = inner.matches(" › ").count() + 1;
+                        let loc = self.loc(item);
+                        self.model.servers[si].locations.push(Location {
+                            path: label,
+                            loc,
+                            depth,
+                        });
+                    }
+                }
+                self.walk(
+                    &child_items,
+                    child_ctx,
+                    &child_level,
+                    server,
+                    &inner,
+                    depth + 1,
+                );
+            }
+            Ctx::HttpUpstream | Ctx::StreamUpstream => {
+                self.upstream(item, &child_items, child_ctx);
+                self.walk(
+                    &child_items,
+                    child_ctx,
+                    &child_level,
+                    server,
+                    path,
+                    depth + 1,
+                );
+            }
+            Ctx::Opaque => {
+                if item.stmt.name == "map" && ctx != Ctx::Opaque {
+                    self.map_values(item, &child_items);
+                }
+            }
+            _ => self.walk(
+                &child_items,
+                child_ctx,
+                &child_level,
+                server,
+                path,
+                depth + 1,
+            ),
+        }
+    }
+
+    /// Server blocks on all cores: each worker builds its share of them into a part of its
+    /// own, and the parts are merged in the configuration's order, so that the model is the
+    /// one a single walk would build.
+    fn servers_in_parallel(
+        &mut self,
+        run: &[Item<'a>],
+        ctx: Ctx,
+        level: &Level<'a, '_>,
+        depth: usize,
+    ) {
+        use rayon::prelude::*;
+        let this = &*self;
+        let parts: Vec<Part> = run
+            .par_iter()
+            .with_min_len(PARALLEL_FROM)
+            .fold(
+                || this.part(),
+                |mut part, item| {
+                    part.block(item, ctx, level, None, "", depth);
+                    part
+                },
+            )
+            .map(|part| Part {
+                model: part.model,
+                group_hosts: part.group_hosts,
+                sets: part.sets,
+                maps: part.maps,
+            })
+            .collect();
+        for part in parts {
+            self.merge(part);
+        }
+    }
+
     /// Facts that are not about targets: main settings, variables, logs.
-    fn record(&mut self, item: &Item, ctx: Ctx, level: &Level) {
+    fn record(&mut self, item: &Item, ctx: Ctx, server: Option<usize>) {
         let s = item.stmt;
         let loc = self.loc(item);
         let setting = |s: &Stmt| Setting {
@@ -899,11 +1072,9 @@ impl<'a> Builder<'a> {
             }
             (_, "set") if s.args.len() == 2 && ctx != Ctx::Opaque => {
                 let name = s.args[0].trim_start_matches('$').to_string();
-                self.model
-                    .variables
-                    .entry(name)
-                    .or_default()
-                    .push(unescape(&s.args[1]));
+                let value = unescape(&s.args[1]);
+                self.sets.push((server, name.clone(), value.clone()));
+                self.model.variables.entry(name).or_default().push(value);
             }
             (Ctx::Http, "log_format") if s.args.len() >= 2 => {
                 let (name, rest) = match s.args[1].strip_prefix("escape=") {
@@ -936,7 +1107,6 @@ impl<'a> Builder<'a> {
             }
             _ => {}
         }
-        let _ = level;
     }
 
     fn map_values(&mut self, item: &Item, entries: &[Item]) {
@@ -944,7 +1114,7 @@ impl<'a> Builder<'a> {
             return;
         };
         let name = var.trim_start_matches('$').to_string();
-        let values = self.model.variables.entry(name).or_default();
+        let mut values = Vec::new();
         for e in entries {
             let s = e.stmt;
             if matches!(s.name.as_ref(), "hostnames" | "volatile" | "include") {
@@ -954,6 +1124,11 @@ impl<'a> Builder<'a> {
                 values.push(unescape(v));
             }
         }
+        self.maps
+            .entry(name.clone())
+            .or_default()
+            .extend(values.iter().cloned());
+        self.model.variables.entry(name).or_default().extend(values);
     }
 
     fn server(&mut self, item: &Item, items: &[Item], ctx: Ctx) -> usize {
@@ -964,7 +1139,7 @@ impl<'a> Builder<'a> {
                 "http"
             },
             loc: self.loc(item),
-            via: self.chains[item.via].clone(),
+            via: self.chain(item.via).clone(),
             listen: Vec::new(),
             names: Vec::new(),
             locations: Vec::new(),
@@ -1099,10 +1274,10 @@ impl<'a> Builder<'a> {
         let runtime = value.contains('$');
         let mut group_host = None;
         let dest = if host_part.contains('$') {
-            let candidates = self.candidates(host_part);
+            // The candidates are filled in once every `set` and `map` is known (`finish`).
             Dest::Variable {
                 expr: host_part.to_string(),
-                candidates,
+                candidates: Vec::new(),
             }
         } else {
             match Address::parse(host_part) {
@@ -1124,7 +1299,7 @@ impl<'a> Builder<'a> {
             kind,
             raw: raw.to_string(),
             loc: self.loc(item),
-            via: self.chains[item.via].clone(),
+            via: self.chain(item.via).clone(),
             scheme,
             tls,
             dest,
@@ -1140,8 +1315,14 @@ impl<'a> Builder<'a> {
         self.group_hosts.push(group_host);
     }
 
-    /// The values a host expression can take, from `set` and `map`: `$backend` or `$backend:8080`.
-    fn candidates(&self, expr: &str) -> Vec<String> {
+    /// The values a host expression can take: `$backend` or `$backend:8080`, from the `set`s
+    /// of the target's server and every `map` (a map applies in every server).
+    fn candidates(
+        maps: &HashMap<String, Vec<String>>,
+        sets: &HashMap<(usize, &str), Vec<&str>>,
+        server: Option<usize>,
+        expr: &str,
+    ) -> Vec<String> {
         let Some(name) = expr.strip_prefix('$') else {
             return Vec::new();
         };
@@ -1153,16 +1334,24 @@ impl<'a> Builder<'a> {
         if suffix.contains('$') {
             return Vec::new();
         }
-        self.model
-            .variables
-            .get(var)
-            .map(|vals| vals.iter().map(|v| format!("{v}{suffix}")).collect())
-            .unwrap_or_default()
+        let set = server.and_then(|s| sets.get(&(s, var)));
+        set.into_iter()
+            .flatten()
+            .copied()
+            .chain(maps.get(var).into_iter().flatten().map(String::as_str))
+            .map(|v| format!("{v}{suffix}"))
+            .collect()
     }
 
     /// Resolves targets to upstream groups and attaches log formats.
     fn finish(&mut self) {
         let group_hosts = std::mem::take(&mut self.group_hosts);
+        let mut sets: HashMap<(usize, &str), Vec<&str>> = HashMap::new();
+        for (server, name, value) in &self.sets {
+            if let Some(server) = server {
+                sets.entry((*server, name)).or_default().push(value);
+            }
+        }
         let groups: HashMap<(&str, &str), usize> = self
             .model
             .upstreams
@@ -1176,6 +1365,9 @@ impl<'a> Builder<'a> {
             .collect();
         for (index_of_target, group_host) in group_hosts.into_iter().enumerate() {
             let target = &mut self.model.targets[index_of_target];
+            if let Dest::Variable { expr, candidates } = &mut target.dest {
+                *candidates = Self::candidates(&self.maps, &sets, target.server, expr);
+            }
             if let Some((host, port)) = group_host {
                 let protocol = if target.kind == PassKind::Stream {
                     "stream"
@@ -1534,6 +1726,107 @@ mod tests {
         assert_eq!(parse_size("4k"), Some(4096));
         assert_eq!(parse_size("1M"), Some(1 << 20));
         assert_eq!(parse_size("512"), Some(512));
+    }
+
+    /// Loads `main` (and `files`, relative to it) from a temporary directory.
+    fn load(main: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
+        let config = super::super::parser::load(&dir.path().join("nginx.conf")).unwrap();
+        (dir, config)
+    }
+
+    #[test]
+    fn servers_built_in_parallel_make_the_model_of_a_single_walk() {
+        // Enough servers for several parts, with what a part hands back: issues (some the
+        // same), sets, maps before and after, access logs, includes, a group declared between
+        // servers, and a stream block.
+        let mut main = String::from(
+            "events {}\nhttp {\n log_format main '$remote_addr';\n map $host $mapped { default 10.0.0.9:80; }\n upstream grp { server 10.1.1.1:80; keepalive 4; }\n",
+        );
+        for i in 0..3 * PARALLEL_FROM {
+            main.push_str(&format!(
+                " server {{\n  listen 127.0.0.1:{};\n  server_name s{i}.test;\n",
+                8000 + i
+            ));
+            if i % 7 == 0 {
+                main.push_str(&format!("  set $be 10.2.0.{i}:80;\n"));
+            }
+            if i % 5 == 0 {
+                main.push_str("  proxy_passs http://x;\n");
+            }
+            if i % 3 == 0 {
+                main.push_str("  include inc/common.conf;\n");
+            }
+            if i % 4 == 0 {
+                main.push_str(&format!("  access_log /tmp/a{i}.log main;\n"));
+            }
+            main.push_str(&format!(
+                "  location / {{ proxy_pass http://grp; proxy_read_timeout {}s; }}\n  location /v {{ proxy_pass http://$be; }}\n  location /m {{ proxy_pass http://$mapped; }}\n  location /l {{ proxy_pass http://$late; }}\n  location ~ \\.php$ {{ fastcgi_pass unix:/run/s{i}.sock; if ($x) {{ return 404; }} }}\n }}\n",
+                i + 1
+            ));
+            if i == PARALLEL_FROM {
+                main.push_str(" upstream mid { server 10.9.9.9; }\n server { location / { proxy_pass http://mid; } }\n");
+            }
+        }
+        main.push_str(" map $uri $late { default 10.3.3.3:80; }\n}\nstream {\n");
+        for i in 0..2 * PARALLEL_FROM {
+            main.push_str(&format!(
+                " server {{ listen {}; proxy_pass 10.4.0.{i}:9000; }}\n",
+                7000 + i
+            ));
+        }
+        main.push_str("}\n");
+        let (_dir, config) = load(
+            &main,
+            &[("inc/common.conf", "add_header X-A b;\nfoo_bar 1;\n")],
+        );
+        let parallel = build_with(&config, true);
+        let serial = build_with(&config, false);
+        assert_eq!(
+            serde_json::to_value(&parallel).unwrap(),
+            serde_json::to_value(&serial).unwrap()
+        );
+        assert_eq!(
+            parallel.servers.len(),
+            3 * PARALLEL_FROM + 1 + 2 * PARALLEL_FROM
+        );
+        assert_eq!(
+            parallel.targets.len(),
+            3 * PARALLEL_FROM * 5 + 1 + 2 * PARALLEL_FROM
+        );
+        // Each typo once per line, and the snippet's once per include line.
+        assert!(parallel.issues.len() > 3, "{:?}", parallel.issues);
+    }
+
+    #[test]
+    fn a_set_counts_in_its_own_server_and_a_map_in_every_server() {
+        let (_dir, config) = load(
+            "events {}\nhttp {\n server { set $be 10.0.0.1:80; location / { proxy_pass http://$be; } }\n server { location / { proxy_pass http://$be; } }\n server { location / { proxy_pass http://$late:81; } }\n map $uri $late { default a; b c; }\n}\n",
+            &[],
+        );
+        let model = build(&config);
+        let candidates: Vec<Vec<String>> = model
+            .targets
+            .iter()
+            .map(|t| match &t.dest {
+                Dest::Variable { candidates, .. } => candidates.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            candidates,
+            [
+                vec!["10.0.0.1:80".to_string()],
+                vec![],
+                vec!["a:81".into(), "c:81".into()]
+            ]
+        );
     }
 
     #[test]
