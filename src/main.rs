@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: the configuration parser and the log scanner make many
 /// small allocations on several threads, where glibc's arenas spent a third of the parse time
-/// (bench/config.sh).
+/// (bench/config.sh). Built without transparent huge pages (Cargo.toml: `no_thp`): with them
+/// every first touch zeroes 2 MiB, twice the memory gwdoctor uses, and on a fragmented host the
+/// kernel compacts memory first (50-100 ms stalls measured on a 20 ms parse).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
