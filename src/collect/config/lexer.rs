@@ -826,13 +826,11 @@ mod tests {
         assert_eq!(l.fatal.unwrap().kind, FatalKind::UnterminatedQuote);
     }
 
-    /// Every token as (kind, line, quoted, text), and how lexing ended.
-    fn all(
-        lexed: &Lexed,
-    ) -> (
-        Vec<(Kind, u32, bool, String)>,
-        Option<(FatalKind, u32, usize)>,
-    ) {
+    /// One token as (kind, line, quoted, text).
+    type Seen = (Kind, u32, bool, String);
+
+    /// Every token, and how lexing ended (kind, line, token index).
+    fn all(lexed: &Lexed) -> (Vec<Seen>, Option<(FatalKind, u32, usize)>) {
         let tokens = lexed
             .tokens
             .iter()

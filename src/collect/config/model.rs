@@ -967,7 +967,9 @@ impl<'a> Builder<'a> {
                 };
                 if child_ctx == Ctx::HttpLocation {
                     if let Some(si) = server {
-                        let depth = inner.matches(" › ").count() + 1;
+                        // The separators counted by character: a string pattern sets up a
+                        // searcher each time, and there are as many locations as targets.
+                        let depth = inner.matches('›').count() + 1;
                         let loc = self.loc(item);
                         self.model.servers[si].locations.push(Location {
                             path: label,
@@ -1041,6 +1043,13 @@ impl<'a> Builder<'a> {
                 maps: part.maps,
             })
             .collect();
+        // Room for all of them at once: the targets are large, and growing by doubling would
+        // copy them several times.
+        let servers: usize = parts.iter().map(|p| p.model.servers.len()).sum();
+        let targets: usize = parts.iter().map(|p| p.model.targets.len()).sum();
+        self.model.servers.reserve(servers);
+        self.model.targets.reserve(targets);
+        self.group_hosts.reserve(targets);
         for part in parts {
             self.merge(part);
         }
@@ -1587,7 +1596,7 @@ fn names(kind: PassKind) -> &'static Names {
 
 /// A directive's arguments as one value, unescaped as nginx reads them.
 fn value_of(stmt: &Stmt) -> compact_str::CompactString {
-    match stmt.args.as_slice() {
+    match &*stmt.args {
         [one] if !one.contains('\\') => one.clone(),
         args => {
             let mut value = compact_str::CompactString::default();

@@ -38,13 +38,15 @@ pub struct Stmt {
     /// The directive's position in the table, when it is a known one (see [`Stmt::known`]):
     /// two bytes rather than the entry, as there are tens of thousands of statements.
     pub id: Option<u16>,
-    /// Most arguments are short: kept inline (CompactString), not one allocation each.
-    pub args: Vec<compact_str::CompactString>,
+    /// Most arguments are short: kept inline (CompactString), not one allocation each. Boxed
+    /// slices rather than vectors here: a configuration has tens of thousands of statements,
+    /// and none of these lists grows once parsed.
+    pub args: Box<[compact_str::CompactString]>,
     pub line: u32,
     pub terminator: Terminator,
-    pub block: Option<Vec<Stmt>>,
+    pub block: Option<Box<[Stmt]>>,
     /// For `include`: the files it brought in, in nginx's order.
-    pub includes: Vec<FileId>,
+    pub includes: Box<[FileId]>,
 }
 
 impl Stmt {
@@ -261,9 +263,7 @@ fn parse_tokens_noting(
                 _ => scratch.push(compact_str::CompactString::from(lexed.text(t))),
             }
         };
-        // Exactly as long as needed: a configuration has tens of thousands of statements.
-        let mut args = Vec::with_capacity(scratch.len());
-        args.append(&mut scratch);
+        let args: Box<[compact_str::CompactString]> = scratch.drain(..).collect();
         if name == "include" && args.len() == 1 && terminator == Terminator::Semi {
             includes.push((line, unescape(&args[0])));
         }
@@ -274,7 +274,7 @@ fn parse_tokens_noting(
             line,
             terminator,
             block: None,
-            includes: Vec::new(),
+            includes: Box::default(),
         };
         if terminator == Terminator::Open {
             if open.len() >= MAX_DEPTH {
@@ -490,7 +490,7 @@ fn set_includes(stmts: &mut [Stmt], brought: &mut std::vec::IntoIter<Vec<FileId>
     for s in stmts {
         if s.name == "include" && s.args.len() == 1 && s.terminator == Terminator::Semi {
             if let Some(ids) = brought.next() {
-                s.includes = ids;
+                s.includes = ids.into_boxed_slice();
             }
         }
         if let Some(block) = &mut s.block {
@@ -643,8 +643,8 @@ mod tests {
         let server = &stmts[0].block.as_ref().unwrap()[0];
         assert_eq!(server.name, "server");
         let location = &server.block.as_ref().unwrap()[1];
-        assert_eq!(location.args, ["/"]);
-        assert_eq!(location.block.as_ref().unwrap()[0].args, ["http://a"]);
+        assert_eq!(location.args[..], ["/"]);
+        assert_eq!(location.block.as_ref().unwrap()[0].args[..], ["http://a"]);
     }
 
     #[test]
