@@ -392,13 +392,18 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
     // and each distinct argument once (a snippet is often included from thousands of places;
     // the prefix is the same for all, so the argument alone names the pattern).
     let mut resolved: rustc_hash::FxHashMap<String, Vec<FileId>> = Default::default();
+    // For each file: the files each of its include statements brings in, in the statements'
+    // order, and the same as (file, line) edges for the loop check.
+    let mut brought_by_file: Vec<Vec<Vec<FileId>>> = Vec::new();
+    let mut edges: Vec<Vec<(FileId, u32)>> = Vec::new();
     let mut next = 0;
     while next < files.len() {
         let includes = std::mem::take(&mut pending_includes[next]);
-        // The files each include statement brings in, in the statements' order.
         let mut brought: Vec<Vec<FileId>> = Vec::with_capacity(includes.len());
+        let mut out: Vec<(FileId, u32)> = Vec::new();
         for (line, arg) in includes {
             if let Some(ids) = resolved.get(&arg) {
+                out.extend(ids.iter().map(|&id| (id, line)));
                 brought.push(ids.clone());
                 continue;
             }
@@ -473,15 +478,27 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
                 by_path.insert(key, files.len() - 1);
             }
             let ids: Vec<FileId> = keys.iter().map(|k| by_path[k]).collect();
+            out.extend(ids.iter().map(|&id| (id, line)));
             resolved.insert(arg, ids.clone());
             brought.push(ids);
         }
-        set_includes(&mut files[next].stmts, &mut brought.into_iter());
+        brought_by_file.push(brought);
+        edges.push(out);
         next += 1;
     }
-    let config = Config { files, prefix };
-    check_loops(&config)?;
-    Ok(config)
+    check_loops(&files, &edges)?;
+    // Each file's include statements get their files, every file on its own (a walk over
+    // every statement: on all cores when there are several files).
+    let attach = |(file, brought): (&mut SourceFile, Vec<Vec<FileId>>)| {
+        set_includes(&mut file.stmts, &mut brought.into_iter())
+    };
+    if files.len() < 4 {
+        files.iter_mut().zip(brought_by_file).for_each(attach);
+    } else {
+        use rayon::prelude::*;
+        files.par_iter_mut().zip(brought_by_file).for_each(attach);
+    }
+    Ok(Config { files, prefix })
 }
 
 /// Hands each `include` statement the files it brought in: `brought` follows the order in
@@ -528,19 +545,11 @@ fn file_key(path: &Path) -> FileKey {
 
 /// Refuses include loops: nginx would include the files again and again until it runs out of
 /// file descriptors.
-fn check_loops(config: &Config) -> Result<(), ConfigError> {
+/// `edges[f]`: the files file `f` includes, with the line of each include.
+fn check_loops(files: &[SourceFile], edges: &[Vec<(FileId, u32)>]) -> Result<(), ConfigError> {
     // 0 = not visited, 1 = on the current path, 2 = done.
-    let mut state = vec![0u8; config.files.len()];
+    let mut state = vec![0u8; files.len()];
     // Iterative depth-first search over (file, its include edges).
-    let edges: Vec<Vec<(FileId, u32)>> = config
-        .files
-        .iter()
-        .map(|f| {
-            let mut out = Vec::new();
-            include_edges(&f.stmts, &mut out);
-            out
-        })
-        .collect();
     let mut stack: Vec<(FileId, usize)> = vec![(0, 0)];
     state[0] = 1;
     while let Some(&mut (file, ref mut next)) = stack.last_mut() {
@@ -554,16 +563,16 @@ fn check_loops(config: &Config) -> Result<(), ConfigError> {
                 1 => {
                     let chain: Vec<String> = stack
                         .iter()
-                        .map(|(f, _)| config.files[*f].path.display().to_string())
-                        .skip_while(|p| *p != config.files[to].path.display().to_string())
+                        .map(|(f, _)| files[*f].path.display().to_string())
+                        .skip_while(|p| *p != files[to].path.display().to_string())
                         .collect();
                     return Err(error(
-                        &config.files[file].path,
+                        &files[file].path,
                         Some(line),
                         format!(
                             "include loop: {} includes {} again",
                             chain.join(" → "),
-                            config.files[to].path.display()
+                            files[to].path.display()
                         ),
                     ));
                 }
@@ -575,17 +584,6 @@ fn check_loops(config: &Config) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-fn include_edges(stmts: &[Stmt], out: &mut Vec<(FileId, u32)>) {
-    for s in stmts {
-        for &id in &s.includes {
-            out.push((id, s.line));
-        }
-        if let Some(block) = &s.block {
-            include_edges(block, out);
-        }
-    }
 }
 
 /// An argument as nginx reads it: `\"`, `\'` and `\\` stand for the character, `\t`, `\r` and
