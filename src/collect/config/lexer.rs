@@ -332,6 +332,11 @@ impl<'a> Lexer<'a> {
         });
     }
 
+    /// An unquoted token that is the source's bytes `start..end`.
+    fn emit_span(&mut self, kind: Kind, line: u32, start: usize, end: usize) {
+        self.emit(kind, line, false, Text::Span(start as u32, end as u32));
+    }
+
     fn next(&mut self) -> Result<Unit, Stop> {
         self.units.next().ok_or(Stop::Eof)
     }
@@ -507,7 +512,7 @@ impl<'a> Lexer<'a> {
                         b'{' => Kind::Open,
                         _ => Kind::Close,
                     };
-                    self.emit(kind, line, false, Text::Span(pos as u32, pos as u32 + 1));
+                    self.emit_span(kind, line, pos, pos + 1);
                     self.next_is_directive = true;
                     pos += 1;
                 }
@@ -519,12 +524,7 @@ impl<'a> Lexer<'a> {
                     if bytes[nl - 1] == b'\\' {
                         break;
                     }
-                    self.emit(
-                        Kind::Comment,
-                        line,
-                        false,
-                        Text::Span(pos as u32, nl as u32),
-                    );
+                    self.emit_span(Kind::Comment, line, pos, nl);
                     line += 1;
                     pos = nl + 1;
                 }
@@ -547,12 +547,7 @@ impl<'a> Lexer<'a> {
                         pos = start;
                         break;
                     }
-                    self.emit(
-                        Kind::Word,
-                        line,
-                        false,
-                        Text::Span(start as u32, pos as u32),
-                    );
+                    self.emit_span(Kind::Word, line, start, pos);
                     if blank {
                         self.next_is_directive = false;
                     }

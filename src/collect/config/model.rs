@@ -987,8 +987,15 @@ impl<'a> Builder<'a> {
                     depth + 1,
                 );
             }
-            Ctx::HttpUpstream | Ctx::StreamUpstream => {
-                self.upstream(item, &child_items, child_ctx);
+            Ctx::Opaque => {
+                if item.stmt.name == "map" && ctx != Ctx::Opaque {
+                    self.map_values(item, &child_items);
+                }
+            }
+            _ => {
+                if matches!(child_ctx, Ctx::HttpUpstream | Ctx::StreamUpstream) {
+                    self.upstream(item, &child_items, child_ctx);
+                }
                 self.walk(
                     &child_items,
                     child_ctx,
@@ -998,19 +1005,6 @@ impl<'a> Builder<'a> {
                     depth + 1,
                 );
             }
-            Ctx::Opaque => {
-                if item.stmt.name == "map" && ctx != Ctx::Opaque {
-                    self.map_values(item, &child_items);
-                }
-            }
-            _ => self.walk(
-                &child_items,
-                child_ctx,
-                &child_level,
-                server,
-                path,
-                depth + 1,
-            ),
         }
     }
 
