@@ -485,10 +485,15 @@ fn have_nginx() -> bool {
     ok
 }
 
-/// A configuration nginx -t can test in a directory of its own.
+/// A configuration nginx -t can test in a directory of its own, with the files and
+/// directories it names in place (as where nginx has run), so that nginx -t creates nothing.
 fn write_prefix(dir: &Path, location: &str) -> PathBuf {
     let d = dir.display();
     std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    for file in ["logs/error.log", "logs/access.log", "nginx.pid"] {
+        std::fs::write(dir.join(file), "").unwrap();
+    }
     let conf = dir.join("nginx.conf");
     std::fs::write(
         &conf,
@@ -503,6 +508,21 @@ fn write_prefix(dir: &Path, location: &str) -> PathBuf {
     conf
 }
 
+/// `config --format json --no-live` with nginx -t, in `prefix`.
+fn config_with_nginx_t(prefix: &Path, conf: &Path) -> (Run, Value) {
+    let r = gwdoctor(&[
+        "config",
+        "--format",
+        "json",
+        "--no-live",
+        "--prefix",
+        prefix.to_str().unwrap(),
+        conf.to_str().unwrap(),
+    ]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    (r, v)
+}
+
 #[test]
 fn nginx_t_is_the_reference() {
     if !have_nginx() {
@@ -510,34 +530,15 @@ fn nginx_t_is_the_reference() {
     }
     let dir = tempfile::tempdir().unwrap();
     let conf = write_prefix(dir.path(), "proxy_pass http://127.0.0.1:8000;");
-    let prefix = dir.path().to_str().unwrap();
-    let r = gwdoctor(&[
-        "config",
-        "--format",
-        "json",
-        "--no-live",
-        "--prefix",
-        prefix,
-        conf.to_str().unwrap(),
-    ]);
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let (r, v) = config_with_nginx_t(dir.path(), &conf);
     assert_eq!(check(&v, "nginx -t")["status"], "pass", "{}", r.stdout);
 
     let conf = write_prefix(
         dir.path(),
         "proxy_pass http://127.0.0.1:8000;\n      proxy_buffer_sise 8k;",
     );
-    let r = gwdoctor(&[
-        "config",
-        "--format",
-        "json",
-        "--no-live",
-        "--prefix",
-        prefix,
-        conf.to_str().unwrap(),
-    ]);
+    let (r, v) = config_with_nginx_t(dir.path(), &conf);
     assert_eq!(r.code, 1);
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(check(&v, "nginx -t")["status"], "fail");
     let f = finding(&v, "config-not-applied");
     let text = evidence_text(f);
@@ -550,6 +551,29 @@ fn nginx_t_is_the_reference() {
         "and gwdoctor's suggestion: {text}"
     );
     assert!(f["confidence"].as_f64().unwrap() >= 0.9);
+}
+
+#[test]
+fn nginx_t_is_not_run_where_it_would_create_files() {
+    if !have_nginx() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_prefix(dir.path(), "proxy_pass http://127.0.0.1:8000;");
+    std::fs::remove_file(dir.path().join("logs/access.log")).unwrap();
+    std::fs::remove_dir(dir.path().join("tmp")).unwrap();
+    let (r, v) = config_with_nginx_t(dir.path(), &conf);
+    let nginx_t = check(&v, "nginx -t");
+    assert_eq!(nginx_t["status"], "skip", "{}", r.stdout);
+    let why = nginx_t["detail"].as_str().unwrap();
+    assert!(
+        why.contains("logs/access.log") && why.contains("/tmp"),
+        "{why}"
+    );
+    assert!(
+        !dir.path().join("logs/access.log").exists() && !dir.path().join("tmp").exists(),
+        "gwdoctor left the host as it was"
+    );
 }
 
 #[test]

@@ -100,6 +100,55 @@ pub struct Facts {
     pub newest_file: Option<(usize, SystemTime)>,
 }
 
+/// The files and directories the configuration names that `nginx -t` would create because
+/// they are missing: in test mode too, nginx's ngx_init_cycle creates the temp directories
+/// (ngx_create_paths), creates the pid file (ngx_create_pidfile) and opens every log file with
+/// O_CREAT. Paths with variables, `off`, `stderr`, `syslog:` and `memory:` name no file; a
+/// relative path is taken from `prefix`, and left out when the prefix is not known (nginx's
+/// compiled-in defaults are not looked at: they exist once the package has run nginx).
+fn created_by_nginx_t(
+    config: &Config,
+    model: &model::Model,
+    prefix: Option<&Path>,
+) -> Vec<PathBuf> {
+    let mut named: Vec<&str> = model.access_logs.iter().map(|l| l.path.as_str()).collect();
+    named.extend(model.main.pid.iter().map(|p| p.value.as_str()));
+    let mut stack: Vec<&parser::Stmt> = config.files.iter().flat_map(|f| f.stmts.iter()).collect();
+    while let Some(stmt) = stack.pop() {
+        if let Some(block) = &stmt.block {
+            stack.extend(block.iter());
+        }
+        if stmt.name == "error_log"
+            || stmt.name.ends_with("_temp_path")
+            || stmt.name.ends_with("_cache_path")
+        {
+            named.extend(stmt.arg(0));
+        }
+    }
+    let mut missing: Vec<PathBuf> = named
+        .into_iter()
+        .filter(|p| {
+            !(p.is_empty()
+                || p.contains('$')
+                || matches!(*p, "off" | "stderr" | "/dev/null")
+                || p.starts_with("syslog:")
+                || p.starts_with("memory:"))
+        })
+        .filter_map(|p| {
+            let path = Path::new(p);
+            match (path.is_absolute(), prefix) {
+                (true, _) => Some(path.to_path_buf()),
+                (false, Some(prefix)) => Some(prefix.join(path)),
+                (false, None) => None,
+            }
+        })
+        .filter(|p| std::fs::symlink_metadata(p).is_err())
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(x), Ok(y)) => x == y,
@@ -158,12 +207,26 @@ pub fn collect(opts: &Options) -> Result<Facts, ConfigError> {
     }
 
     let (nginx_test, nginx_test_skipped) = if opts.nginx_test {
+        let prefix = opts
+            .prefix
+            .clone()
+            .or_else(|| running.as_ref().and_then(|r| r.prefix.clone()));
+        let would_create = created_by_nginx_t(&config, &model, prefix.as_deref());
         match discover::nginx_binary(running.as_ref()) {
+            Some(_) if !would_create.is_empty() => (
+                None,
+                Some(format!(
+                    "not run: it would create {} (nginx -t opens every log file, the pid file and \
+                     the temp directories, creating those that are missing, even when only \
+                     testing; gwdoctor changes nothing on this host). Run nginx -t yourself",
+                    would_create
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ),
             Some(bin) => {
-                let prefix = opts
-                    .prefix
-                    .clone()
-                    .or_else(|| running.as_ref().and_then(|r| r.prefix.clone()));
                 let globals = running.as_ref().and_then(|r| r.globals.clone());
                 match discover::nginx_test(&bin, &main, prefix.as_deref(), globals.as_deref()) {
                     Some(t) => (Some(t), None),
