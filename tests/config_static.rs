@@ -574,6 +574,22 @@ fn nginx_t_is_not_run_where_it_would_create_files() {
         !dir.path().join("logs/access.log").exists() && !dir.path().join("tmp").exists(),
         "gwdoctor left the host as it was"
     );
+    // A relative path is the prefix's, as nginx reads it.
+    let conf = write_prefix(dir.path(), "proxy_pass http://127.0.0.1:8000;");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, format!("error_log logs/relative.log;\n{text}")).unwrap();
+    let (r, v) = config_with_nginx_t(dir.path(), &conf);
+    let why = check(&v, "nginx -t")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let expected = dir.path().join("logs/relative.log");
+    assert!(
+        why.contains(&*expected.to_string_lossy()),
+        "{why}\n{}",
+        r.stdout
+    );
+    assert!(!expected.exists());
 }
 
 #[test]

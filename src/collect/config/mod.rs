@@ -104,12 +104,13 @@ pub struct Facts {
 /// they are missing: in test mode too, nginx's ngx_init_cycle creates the temp directories
 /// (ngx_create_paths), creates the pid file (ngx_create_pidfile) and opens every log file with
 /// O_CREAT. Paths with variables, `off`, `stderr`, `syslog:` and `memory:` name no file; a
-/// relative path is taken from `prefix`, and left out when the prefix is not known (nginx's
-/// compiled-in defaults are not looked at: they exist once the package has run nginx).
+/// relative path is taken from nginx's prefix, which `prefix` gives when one is needed (left
+/// out when it is not known). nginx's compiled-in default paths are not looked at: they exist
+/// once the package has run nginx.
 fn created_by_nginx_t(
     config: &Config,
     model: &model::Model,
-    prefix: Option<&Path>,
+    prefix: impl FnOnce() -> Option<PathBuf>,
 ) -> Vec<PathBuf> {
     let mut named: Vec<&str> = model.access_logs.iter().map(|l| l.path.as_str()).collect();
     named.extend(model.main.pid.iter().map(|p| p.value.as_str()));
@@ -125,6 +126,9 @@ fn created_by_nginx_t(
             named.extend(stmt.arg(0));
         }
     }
+    // Asked for at most once, and only for a relative path (it may run `nginx -V`).
+    let mut prefix_of = Some(prefix);
+    let mut prefix: Option<Option<PathBuf>> = None;
     let mut missing: Vec<PathBuf> = named
         .into_iter()
         .filter(|p| {
@@ -136,11 +140,13 @@ fn created_by_nginx_t(
         })
         .filter_map(|p| {
             let path = Path::new(p);
-            match (path.is_absolute(), prefix) {
-                (true, _) => Some(path.to_path_buf()),
-                (false, Some(prefix)) => Some(prefix.join(path)),
-                (false, None) => None,
+            if path.is_absolute() {
+                return Some(path.to_path_buf());
             }
+            prefix
+                .get_or_insert_with(|| prefix_of.take().and_then(|f| f()))
+                .as_ref()
+                .map(|prefix| prefix.join(path))
         })
         .filter(|p| std::fs::symlink_metadata(p).is_err())
         .collect();
@@ -211,14 +217,24 @@ pub fn collect(opts: &Options) -> Result<Facts, ConfigError> {
             .prefix
             .clone()
             .or_else(|| running.as_ref().and_then(|r| r.prefix.clone()));
-        let would_create = created_by_nginx_t(&config, &model, prefix.as_deref());
-        match discover::nginx_binary(running.as_ref()) {
+        let binary = discover::nginx_binary(running.as_ref());
+        // Relative paths are nginx's prefix's: the one given, else the compiled-in one.
+        let would_create = created_by_nginx_t(&config, &model, || {
+            prefix.clone().or_else(|| {
+                let compiled = match &build {
+                    Some(b) => b.prefix.clone(),
+                    None => discover::nginx_build(binary.as_ref()?)?.prefix,
+                };
+                compiled.map(PathBuf::from)
+            })
+        });
+        match binary {
             Some(_) if !would_create.is_empty() => (
                 None,
                 Some(format!(
-                    "not run: it would create {} (nginx -t opens every log file, the pid file and \
-                     the temp directories, creating those that are missing, even when only \
-                     testing; gwdoctor changes nothing on this host). Run nginx -t yourself",
+                    "not run: the configuration names {}, missing here (nginx -t creates missing \
+                     log files, the pid file and temp directories even when only testing; \
+                     gwdoctor changes nothing on this host). Run nginx -t yourself",
                     would_create
                         .iter()
                         .map(|p| p.display().to_string())
