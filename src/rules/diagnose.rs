@@ -475,15 +475,7 @@ pub fn log_paths(facts: &Facts) -> Vec<(PathBuf, String)> {
                 .map(PathBuf::from)
         })
         .unwrap_or_else(|| facts.config.prefix.clone());
-    let usable = |p: &str| {
-        !(p.is_empty()
-            || p == "off"
-            || p == "stderr"
-            || p == "/dev/null"
-            || p.starts_with("syslog:")
-            || p.starts_with("memory:")
-            || p.contains('$'))
-    };
+    use crate::collect::config::names_a_file;
     let resolve = |p: &str| {
         let path = Path::new(p);
         if path.is_absolute() {
@@ -501,7 +493,7 @@ pub fn log_paths(facts: &Facts) -> Vec<(PathBuf, String)> {
     if let Some(r) = &facts.running {
         let words: Vec<&str> = r.cmdline.split_whitespace().collect();
         if let Some(i) = words.iter().position(|w| *w == "-e") {
-            if let Some(p) = words.get(i + 1).filter(|p| usable(p)) {
+            if let Some(p) = words.get(i + 1).filter(|p| names_a_file(p)) {
                 add(
                     resolve(p),
                     format!("the error log of nginx (pid {}), its -e", r.pid),
@@ -510,23 +502,17 @@ pub fn log_paths(facts: &Facts) -> Vec<(PathBuf, String)> {
         }
     }
     for file in &facts.config.files {
-        let mut stack: Vec<&crate::collect::config::parser::Stmt> = file.stmts.iter().collect();
-        while let Some(stmt) = stack.pop() {
-            if let Some(block) = &stmt.block {
-                stack.extend(block.iter());
-            }
-            if stmt.name == "error_log" {
-                if let Some(p) = stmt.arg(0).filter(|p| usable(p)) {
-                    add(
-                        resolve(p),
-                        format!("error_log at {}:{}", file.path.display(), stmt.line),
-                    );
-                }
+        for stmt in file.all_stmts().filter(|s| s.name == "error_log") {
+            if let Some(p) = stmt.arg(0).filter(|p| names_a_file(p)) {
+                add(
+                    resolve(p),
+                    format!("error_log at {}:{}", file.path.display(), stmt.line),
+                );
             }
         }
     }
     for l in &facts.model.access_logs {
-        if usable(&l.path) {
+        if names_a_file(&l.path) {
             add(
                 resolve(&l.path),
                 format!(
@@ -543,7 +529,7 @@ pub fn log_paths(facts: &Facts) -> Vec<(PathBuf, String)> {
             format!("{}:{}", c.files[at.file].path.display(), at.line)
         };
         if let Some(v) = c.global.get("error_log") {
-            if usable(&v.value) && Path::new(&v.value).is_absolute() {
+            if names_a_file(&v.value) && Path::new(&v.value).is_absolute() {
                 add(
                     PathBuf::from(&v.value),
                     format!("PHP-FPM's error_log at {}", file(v.at)),
@@ -557,7 +543,7 @@ pub fn log_paths(facts: &Facts) -> Vec<(PathBuf, String)> {
                 "php_value[error_log]",
             ] {
                 if let Some(v) = pool.get(key) {
-                    if usable(&v.value) && Path::new(&v.value).is_absolute() {
+                    if names_a_file(&v.value) && Path::new(&v.value).is_absolute() {
                         add(
                             PathBuf::from(&v.value),
                             format!("pool [{}] {key} at {}", pool.name, file(v.at)),

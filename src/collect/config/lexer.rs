@@ -395,12 +395,7 @@ impl<'a> Lexer<'a> {
                 while !self.src.as_bytes()[..u.end].ends_with(b"\n") {
                     u = self.next()?;
                 }
-                self.emit(
-                    Kind::Comment,
-                    line,
-                    false,
-                    Text::Span(start as u32, u.start as u32),
-                );
+                self.emit_span(Kind::Comment, line, start, u.start);
                 continue;
             }
 
@@ -467,12 +462,7 @@ impl<'a> Lexer<'a> {
                     let text = token.take();
                     self.emit(Kind::Word, line, false, text);
                 }
-                self.emit(
-                    kind,
-                    u.line,
-                    false,
-                    Text::Span(u.start as u32, u.end as u32),
-                );
+                self.emit_span(kind, u.line, u.start, u.end);
                 self.next_is_directive = true;
                 continue;
             }
@@ -646,12 +636,7 @@ impl<'a> Lexer<'a> {
             if depth == 0 {
                 let text = Text::Span(body_start as u32, u.start as u32);
                 self.emit(Kind::Word, u.line, true, text);
-                self.emit(
-                    Kind::Semi,
-                    u.line,
-                    false,
-                    Text::Span(u.start as u32, u.start as u32),
-                );
+                self.emit_span(Kind::Semi, u.line, u.start, u.start);
                 self.next_is_directive = true;
                 return Ok(());
             }

@@ -100,53 +100,59 @@ pub struct Facts {
     pub newest_file: Option<(usize, SystemTime)>,
 }
 
+/// Whether a log or path argument names a file on disk: not `off`, `stderr`, `/dev/null`,
+/// `syslog:…` or `memory:…`, and not built from variables (known only per request).
+pub fn names_a_file(path: &str) -> bool {
+    !(path.is_empty()
+        || matches!(path, "off" | "stderr" | "/dev/null")
+        || path.starts_with("syslog:")
+        || path.starts_with("memory:")
+        || path.contains('$'))
+}
+
 /// The files and directories the configuration names that `nginx -t` would create because
 /// they are missing: in test mode too, nginx's ngx_init_cycle creates the temp directories
 /// (ngx_create_paths), creates the pid file (ngx_create_pidfile) and opens every log file with
-/// O_CREAT. Paths with variables, `off`, `stderr`, `syslog:` and `memory:` name no file; a
-/// relative path is taken from nginx's prefix, which `prefix` gives when one is needed (left
-/// out when it is not known). nginx's compiled-in default paths are not looked at: they exist
-/// once the package has run nginx.
+/// O_CREAT. Only arguments that name a file count ([`names_a_file`]); a relative path is
+/// taken from nginx's prefix, which `prefix` gives when one is needed (left out when it is not
+/// known). nginx's compiled-in default paths are not looked at: they exist once the package has
+/// run nginx.
 fn created_by_nginx_t(
     config: &Config,
     model: &model::Model,
     prefix: impl FnOnce() -> Option<PathBuf>,
 ) -> Vec<PathBuf> {
-    let mut named: Vec<&str> = model.access_logs.iter().map(|l| l.path.as_str()).collect();
-    named.extend(model.main.pid.iter().map(|p| p.value.as_str()));
-    let mut stack: Vec<&parser::Stmt> = config.files.iter().flat_map(|f| f.stmts.iter()).collect();
-    while let Some(stmt) = stack.pop() {
-        if let Some(block) = &stmt.block {
-            stack.extend(block.iter());
-        }
-        if stmt.name == "error_log"
-            || stmt.name.ends_with("_temp_path")
-            || stmt.name.ends_with("_cache_path")
-        {
-            named.extend(stmt.arg(0));
-        }
-    }
-    // Asked for at most once, and only for a relative path (it may run `nginx -V`).
-    let mut prefix_of = Some(prefix);
-    let mut prefix: Option<Option<PathBuf>> = None;
+    let named_here = config
+        .files
+        .iter()
+        .flat_map(|f| f.all_stmts())
+        .filter_map(|s| {
+            let named = s.name == "error_log"
+                || s.name.ends_with("_temp_path")
+                || s.name.ends_with("_cache_path");
+            named.then(|| s.arg(0)).flatten()
+        });
+    let named: Vec<&Path> = model
+        .access_logs
+        .iter()
+        .map(|l| l.path.as_str())
+        .chain(model.main.pid.iter().map(|p| p.value.as_str()))
+        .chain(named_here)
+        .filter(|p| names_a_file(p))
+        .map(Path::new)
+        .collect();
+    // Asked for only when a path is relative (it may run `nginx -V`).
+    let prefix = if named.iter().any(|p| p.is_relative()) {
+        prefix()
+    } else {
+        None
+    };
     let mut missing: Vec<PathBuf> = named
         .into_iter()
-        .filter(|p| {
-            !(p.is_empty()
-                || p.contains('$')
-                || matches!(*p, "off" | "stderr" | "/dev/null")
-                || p.starts_with("syslog:")
-                || p.starts_with("memory:"))
-        })
-        .filter_map(|p| {
-            let path = Path::new(p);
-            if path.is_absolute() {
-                return Some(path.to_path_buf());
-            }
-            prefix
-                .get_or_insert_with(|| prefix_of.take().and_then(|f| f()))
-                .as_ref()
-                .map(|prefix| prefix.join(path))
+        .filter_map(|p| match &prefix {
+            _ if p.is_absolute() => Some(p.to_path_buf()),
+            Some(prefix) => Some(prefix.join(p)),
+            None => None,
         })
         .filter(|p| std::fs::symlink_metadata(p).is_err())
         .collect();

@@ -629,21 +629,28 @@ struct Builder<'a> {
     /// One per target of `model.targets` (targets are built in place: they are large).
     group_hosts: Vec<GroupHost>,
     log_formats: HashMap<String, String>,
-    /// Each `set`: the server it is in, the variable (without `$`), the value.
-    sets: Vec<(Option<usize>, String, String)>,
-    /// Each `map`'s values by variable: a map applies in every server.
-    maps: HashMap<String, Vec<String>>,
+    /// What each `set` and `map` gives a variable, in the configuration's order: the model's
+    /// `variables` and the targets' candidates are made from it in `finish`.
+    var_values: Vec<VarValues>,
     /// Whether runs of server blocks are built on all cores (only the outermost builder does
     /// it: the parts it hands out work alone).
     parallel: bool,
+}
+
+/// The values one `set` or `map` gives a variable (named without `$`), and where they apply.
+struct VarValues {
+    name: String,
+    values: Vec<String>,
+    /// `None`: a `map`'s, which applies in every server; else a `set`'s, which applies in
+    /// its own server (`Some(None)`: a `set` outside any server, which nginx refuses).
+    set_in: Option<Option<usize>>,
 }
 
 /// What a [`Builder::part`] built, to be merged.
 struct Part {
     model: Model,
     group_hosts: Vec<GroupHost>,
-    sets: Vec<(Option<usize>, String, String)>,
-    maps: HashMap<String, Vec<String>>,
+    var_values: Vec<VarValues>,
 }
 
 /// Runs of at least this many server blocks are built in parallel.
@@ -663,8 +670,7 @@ fn build_with(config: &Config, parallel: bool) -> Model {
         chains: vec![Vec::new()],
         group_hosts: Vec::new(),
         log_formats: HashMap::new(),
-        sets: Vec::new(),
-        maps: HashMap::new(),
+        var_values: Vec::new(),
         parallel,
     };
     let items = b.flatten(&config.files[0].stmts, 0, 0);
@@ -689,8 +695,7 @@ impl<'a> Builder<'a> {
             chains: Vec::new(),
             group_hosts: Vec::new(),
             log_formats: HashMap::new(),
-            sets: Vec::new(),
-            maps: HashMap::new(),
+            var_values: Vec::new(),
             parallel: false,
         }
     }
@@ -709,8 +714,7 @@ impl<'a> Builder<'a> {
         let Part {
             model,
             group_hosts,
-            sets,
-            maps,
+            var_values,
         } = part;
         let Model {
             servers,
@@ -718,7 +722,6 @@ impl<'a> Builder<'a> {
             targets,
             issues,
             access_logs,
-            variables,
             ..
         } = model;
         let server_offset = self.model.servers.len();
@@ -737,16 +740,12 @@ impl<'a> Builder<'a> {
             }
         }
         self.model.access_logs.extend(access_logs);
-        for (name, values) in variables {
-            self.model.variables.entry(name).or_default().extend(values);
-        }
-        self.sets.extend(
-            sets.into_iter()
-                .map(|(server, name, value)| (server.map(|s| s + server_offset), name, value)),
-        );
-        for (name, values) in maps {
-            self.maps.entry(name).or_default().extend(values);
-        }
+        self.var_values.extend(var_values.into_iter().map(|mut v| {
+            if let Some(Some(s)) = &mut v.set_in {
+                *s += server_offset;
+            }
+            v
+        }));
     }
 
     fn loc(&self, item: &Item) -> Loc {
@@ -1033,8 +1032,7 @@ impl<'a> Builder<'a> {
             .map(|part| Part {
                 model: part.model,
                 group_hosts: part.group_hosts,
-                sets: part.sets,
-                maps: part.maps,
+                var_values: part.var_values,
             })
             .collect();
         // Room for all of them at once: the targets are large, and growing by doubling would
@@ -1074,10 +1072,11 @@ impl<'a> Builder<'a> {
                 self.model.main.worker_connections = Some(setting(s))
             }
             (_, "set") if s.args.len() == 2 && ctx != Ctx::Opaque => {
-                let name = s.args[0].trim_start_matches('$').to_string();
-                let value = unescape(&s.args[1]);
-                self.sets.push((server, name.clone(), value.clone()));
-                self.model.variables.entry(name).or_default().push(value);
+                self.var_values.push(VarValues {
+                    name: s.args[0].trim_start_matches('$').to_string(),
+                    values: vec![unescape(&s.args[1])],
+                    set_in: Some(server),
+                });
             }
             (Ctx::Http, "log_format") if s.args.len() >= 2 => {
                 let (name, rest) = match s.args[1].strip_prefix("escape=") {
@@ -1116,22 +1115,17 @@ impl<'a> Builder<'a> {
         let Some(var) = item.stmt.args.get(1) else {
             return;
         };
-        let name = var.trim_start_matches('$').to_string();
-        let mut values = Vec::new();
-        for e in entries {
-            let s = e.stmt;
-            if matches!(s.name.as_ref(), "hostnames" | "volatile" | "include") {
-                continue;
-            }
-            if let Some(v) = s.args.first() {
-                values.push(unescape(v));
-            }
-        }
-        self.maps
-            .entry(name.clone())
-            .or_default()
-            .extend(values.iter().cloned());
-        self.model.variables.entry(name).or_default().extend(values);
+        let values = entries
+            .iter()
+            .map(|e| e.stmt)
+            .filter(|s| !matches!(s.name.as_ref(), "hostnames" | "volatile" | "include"))
+            .filter_map(|s| s.args.first().map(|v| unescape(v)))
+            .collect();
+        self.var_values.push(VarValues {
+            name: var.trim_start_matches('$').to_string(),
+            values,
+            set_in: None,
+        });
     }
 
     fn server(&mut self, item: &Item, items: &[Item], ctx: Ctx) -> usize {
@@ -1321,7 +1315,7 @@ impl<'a> Builder<'a> {
     /// The values a host expression can take: `$backend` or `$backend:8080`, from the `set`s
     /// of the target's server and every `map` (a map applies in every server).
     fn candidates(
-        maps: &HashMap<String, Vec<String>>,
+        maps: &HashMap<&str, Vec<&str>>,
         sets: &HashMap<(usize, &str), Vec<&str>>,
         server: Option<usize>,
         expr: &str,
@@ -1341,7 +1335,7 @@ impl<'a> Builder<'a> {
         set.into_iter()
             .flatten()
             .copied()
-            .chain(maps.get(var).into_iter().flatten().map(String::as_str))
+            .chain(maps.get(var).into_iter().flatten().copied())
             .map(|v| format!("{v}{suffix}"))
             .collect()
     }
@@ -1350,10 +1344,19 @@ impl<'a> Builder<'a> {
     fn finish(&mut self) {
         let group_hosts = std::mem::take(&mut self.group_hosts);
         let mut sets: HashMap<(usize, &str), Vec<&str>> = HashMap::new();
-        for (server, name, value) in &self.sets {
-            if let Some(server) = server {
-                sets.entry((*server, name)).or_default().push(value);
+        let mut maps: HashMap<&str, Vec<&str>> = HashMap::new();
+        for v in &self.var_values {
+            let values = v.values.iter().map(String::as_str);
+            match v.set_in {
+                None => maps.entry(&v.name).or_default().extend(values),
+                Some(Some(server)) => sets.entry((server, &v.name)).or_default().extend(values),
+                Some(None) => {}
             }
+            self.model
+                .variables
+                .entry(v.name.clone())
+                .or_default()
+                .extend(v.values.iter().cloned());
         }
         let groups: HashMap<(&str, &str), usize> = self
             .model
@@ -1369,7 +1372,7 @@ impl<'a> Builder<'a> {
         for (index_of_target, group_host) in group_hosts.into_iter().enumerate() {
             let target = &mut self.model.targets[index_of_target];
             if let Dest::Variable { expr, candidates } = &mut target.dest {
-                *candidates = Self::candidates(&self.maps, &sets, target.server, expr);
+                *candidates = Self::candidates(&maps, &sets, target.server, expr);
             }
             if let Some((host, port)) = group_host {
                 let protocol = if target.kind == PassKind::Stream {

@@ -75,6 +75,18 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
+    /// Every statement of the file, those inside blocks too (in no particular order).
+    pub fn all_stmts(&self) -> impl Iterator<Item = &Stmt> {
+        let mut stack: Vec<&Stmt> = self.stmts.iter().collect();
+        std::iter::from_fn(move || {
+            let stmt = stack.pop()?;
+            if let Some(block) = &stmt.block {
+                stack.extend(block.iter());
+            }
+            Some(stmt)
+        })
+    }
+
     /// The text of line `n` (1-based), without its line break.
     pub fn line_text(&self, n: u32) -> &str {
         let starts = self.line_starts.get_or_init(|| {
