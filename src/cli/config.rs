@@ -2,6 +2,7 @@
 //! check each statically and live.
 
 use super::{Common, Failure};
+use gwdoctor::collect::config::model::Field;
 use gwdoctor::collect::config::{self, crossplane, model, Dest, Facts};
 use gwdoctor::findings::{Check, Finding};
 use gwdoctor::i18n::Lang;
@@ -337,7 +338,7 @@ fn json_report<'a>(
         .enumerate()
         .map(|(i, t)| {
             let s = &t.settings;
-            let o = |x: &'a Option<model::Setting>| setting_out(facts, x.as_ref());
+            let o = |field: Field| setting_out(facts, s.get(field));
             TargetOut {
                 directive: t.kind.directive(),
                 raw: &t.raw,
@@ -353,23 +354,23 @@ fn json_report<'a>(
                     .unwrap_or_default(),
                 location: &t.location,
                 settings: SettingsOut {
-                    connect_timeout: setting_out(facts, Some(&s.connect_timeout)),
-                    send_timeout: setting_out(facts, Some(&s.send_timeout)),
-                    read_timeout: setting_out(facts, Some(&s.read_timeout)),
-                    buffer_size: o(&s.buffer_size),
-                    buffers: o(&s.buffers),
-                    buffering: o(&s.buffering),
-                    next_upstream: o(&s.next_upstream),
-                    http_version: o(&s.http_version),
-                    connection_header: o(&s.connection_header),
-                    host_header: o(&s.host_header),
-                    keep_conn: o(&s.keep_conn),
-                    ssl_server_name: o(&s.ssl_server_name),
-                    ssl_name: o(&s.ssl_name),
-                    ssl_verify: o(&s.ssl_verify),
-                    ssl_trusted_certificate: o(&s.ssl_trusted_certificate),
-                    resolver: o(&s.resolver),
-                    resolver_timeout: setting_out(facts, Some(&s.resolver_timeout)),
+                    connect_timeout: o(Field::ConnectTimeout),
+                    send_timeout: o(Field::SendTimeout),
+                    read_timeout: o(Field::ReadTimeout),
+                    buffer_size: o(Field::BufferSize),
+                    buffers: o(Field::Buffers),
+                    buffering: o(Field::Buffering),
+                    next_upstream: o(Field::NextUpstream),
+                    http_version: o(Field::HttpVersion),
+                    connection_header: o(Field::ConnectionHeader),
+                    host_header: o(Field::HostHeader),
+                    keep_conn: o(Field::KeepConn),
+                    ssl_server_name: o(Field::SslServerName),
+                    ssl_name: o(Field::SslName),
+                    ssl_verify: o(Field::SslVerify),
+                    ssl_trusted_certificate: o(Field::SslTrustedCertificate),
+                    resolver: o(Field::Resolver),
+                    resolver_timeout: o(Field::ResolverTimeout),
                 },
                 live: facts
                     .live
@@ -472,17 +473,17 @@ fn text_report(facts: &Facts, findings: &[Finding], checks: &[Check], lang: Lang
             let mut line = format!(
                 "      {} connect {} / send {} / read {}",
                 heading(lang, "timeouts"),
-                s.connect_timeout.value,
-                s.send_timeout.value,
-                s.read_timeout.value
+                s.connect_timeout().value,
+                s.send_timeout().value,
+                s.read_timeout().value
             );
-            if let Some(v) = &s.http_version {
+            if let Some(v) = &s.http_version() {
                 let _ = write!(line, ", HTTP/{}", v.value);
             }
-            if let Some(c) = &s.connection_header {
+            if let Some(c) = &s.connection_header() {
                 let _ = write!(line, ", Connection \"{}\"", c.value);
             }
-            if let Some(r) = &s.resolver {
+            if let Some(r) = &s.resolver() {
                 let _ = write!(line, ", resolver {}", r.value);
             }
             let _ = writeln!(out, "{line}");

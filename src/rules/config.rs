@@ -462,10 +462,9 @@ impl<'f> Judge<'f> {
                     PassKind::Proxy => {
                         let version = t
                             .settings
-                            .http_version
-                            .as_ref()
+                            .http_version()
                             .expect("proxy targets have a version");
-                        let conn_ok = t.settings.connection_header.as_ref().is_some_and(|c| {
+                        let conn_ok = t.settings.connection_header().is_some_and(|c| {
                             c.value.is_empty() || c.value.eq_ignore_ascii_case("keep-alive")
                         });
                         if version.value == "1.1" && conn_ok {
@@ -481,7 +480,7 @@ impl<'f> Judge<'f> {
                             ));
                         }
                         if !conn_ok {
-                            evidence.push(match &t.settings.connection_header {
+                            evidence.push(match &t.settings.connection_header() {
                                 Some(c) => self.setting("proxy_set_header Connection", c, "the Connection header closes each upstream connection"),
                                 None => Evidence::new("config", "(default)", "proxy_set_header Connection is not set here    ← nginx sends \"Connection: close\" upstream"),
                             });
@@ -490,8 +489,7 @@ impl<'f> Judge<'f> {
                     PassKind::Fastcgi => {
                         let keep = t
                             .settings
-                            .keep_conn
-                            .as_ref()
+                            .keep_conn()
                             .expect("fastcgi targets have keep_conn");
                         if keep.is_on() {
                             continue;
@@ -534,7 +532,7 @@ impl<'f> Judge<'f> {
         let mut flagged = 0;
         let mut runtime = 0;
         for t in &f.model.targets {
-            if !t.runtime || t.settings.resolver.is_some() {
+            if !t.runtime || t.settings.resolver().is_some() {
                 if t.runtime {
                     runtime += 1;
                 }
@@ -699,29 +697,27 @@ impl<'f> Judge<'f> {
                     .any(|x| x.address.as_ref().is_some_and(|a| !a.host_is_ip())),
                 Dest::Variable { .. } => true,
             };
-            if by_name && !s.ssl_server_name.as_ref().is_some_and(|x| x.is_on()) {
+            if by_name && !s.ssl_server_name().is_some_and(|x| x.is_on()) {
                 let p = if t.kind == PassKind::Grpc {
                     "grpc"
                 } else {
                     "proxy"
                 };
                 let mut evidence = vec![self.target_evidence(t, "TLS to a server by name")];
-                if let Some(x) = &s.ssl_server_name {
+                if let Some(x) = &s.ssl_server_name() {
                     evidence.push(self.setting(&format!("{p}_ssl_server_name"), x, "nginx sends no SNI: servers that host several names refuse the handshake or show another certificate"));
                 }
                 self.find("upstream-tls-handshake", 0.55, evidence)
                     .confirm_with(format!("set `{p}_ssl_server_name on;` (and `{p}_ssl_name` if the name differs); look for \"SSL_do_handshake() failed\" in the error log"));
             }
-            if s.ssl_verify.as_ref().is_some_and(|v| v.is_on())
-                && s.ssl_trusted_certificate.is_none()
-            {
+            if s.ssl_verify().is_some_and(|v| v.is_on()) && s.ssl_trusted_certificate().is_none() {
                 let p = if t.kind == PassKind::Grpc {
                     "grpc"
                 } else {
                     "proxy"
                 };
                 let mut evidence = vec![self.target_evidence(t, "TLS upstream")];
-                if let Some(v) = &s.ssl_verify {
+                if let Some(v) = &s.ssl_verify() {
                     evidence.push(self.setting(&format!("{p}_ssl_verify"), v, &format!("verification on, but no {p}_ssl_trusted_certificate: nginx trusts no CA and every certificate fails")));
                 }
                 self.find("upstream-tls-verify", 0.85, evidence);
@@ -891,10 +887,10 @@ impl<'f> Judge<'f> {
             let Some(term) = p.terminate_timeout_secs().filter(|s| *s > 0) else {
                 continue;
             };
-            let Some(read) = t.settings.read_timeout.ms() else {
+            let Some(read) = t.settings.read_timeout().ms() else {
                 continue;
             };
-            if !seen.insert((t.settings.read_timeout.at, p.name.clone())) {
+            if !seen.insert((t.settings.read_timeout().at, p.name.clone())) {
                 continue;
             }
             let term_ms = term * 1000;
@@ -906,7 +902,7 @@ impl<'f> Judge<'f> {
                     self.target_evidence(t, &format!("pool [{}]", p.name)),
                     self.setting(
                         "fastcgi_read_timeout",
-                        &t.settings.read_timeout,
+                        &t.settings.read_timeout(),
                         &format!("nginx gives up after {} s (504) …", read / 1000),
                     ),
                     self.fpm_line(
@@ -920,7 +916,7 @@ impl<'f> Judge<'f> {
                 let evidence = vec![
                     self.target_evidence(t, &format!("pool [{}]", p.name)),
                     self.fpm_line(c, rt.at, &format!("PHP-FPM kills a request after {term} s: nginx then gets a closed connection (502) …")),
-                    self.setting("fastcgi_read_timeout", &t.settings.read_timeout, &format!("… before its own {} s timeout", read / 1000)),
+                    self.setting("fastcgi_read_timeout", &t.settings.read_timeout(), &format!("… before its own {} s timeout", read / 1000)),
                 ];
                 self.find("fpm-execution-timeout", 0.5, evidence);
             }
@@ -982,10 +978,10 @@ impl<'f> Judge<'f> {
             if !target_addresses(f, t).iter().any(|a| a == &u.address) {
                 continue;
             }
-            let Some(limit) = t.settings.read_timeout.ms() else {
+            let Some(limit) = t.settings.read_timeout().ms() else {
                 continue;
             };
-            if !done.insert(t.settings.read_timeout.at) {
+            if !done.insert(t.settings.read_timeout().at) {
                 continue;
             }
             let near = limit * 9 / 10;
@@ -1016,7 +1012,7 @@ impl<'f> Judge<'f> {
                 ),
                 self.setting(
                     &name,
-                    &t.settings.read_timeout,
+                    &t.settings.read_timeout(),
                     &format!(
                         "nginx waits {:.1} s for this upstream",
                         limit as f64 / 1000.0

@@ -427,7 +427,7 @@ fn configured_read_timeout(facts: &[Facts], addr: &str) -> Option<(u64, Evidence
             if !reaches {
                 continue;
             }
-            let Some(ms) = t.settings.read_timeout.ms() else {
+            let Some(ms) = t.settings.read_timeout().ms() else {
                 continue;
             };
             let evidence = setting_evidence(
@@ -436,7 +436,7 @@ fn configured_read_timeout(facts: &[Facts], addr: &str) -> Option<(u64, Evidence
                     "{}_read_timeout",
                     t.kind.directive().trim_end_matches("_pass")
                 ),
-                &t.settings.read_timeout,
+                &t.settings.read_timeout(),
                 &format!("the gateway waits {:.1} s for {addr}", ms as f64 / 1000.0),
             );
             return Some((ms, evidence));

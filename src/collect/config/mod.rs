@@ -509,11 +509,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 }
             }
             Dest::Variable { candidates, .. } => {
-                let resolver = t
-                    .settings
-                    .resolver
-                    .as_ref()
-                    .map(|r| resolver_addrs(&r.value));
+                let resolver = t.settings.resolver().map(|r| resolver_addrs(&r.value));
                 for c in candidates {
                     if let Some(g) = model.upstreams.iter().find(|g| &g.name == c) {
                         for s in &g.servers {
@@ -552,20 +548,17 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
             });
             let sni = t
                 .settings
-                .ssl_server_name
-                .as_ref()
+                .ssl_server_name()
                 .filter(|s| s.is_on())
                 .and_then(|_| {
                     t.settings
-                        .ssl_name
-                        .as_ref()
+                        .ssl_name()
                         .map(|n| n.value.to_string())
                         .or_else(|| name.clone())
                 });
             let host_header = t
                 .settings
-                .host_header
-                .as_ref()
+                .host_header()
                 .filter(|h| !h.value.contains('$'))
                 .map(|h| h.value.to_string())
                 .or_else(|| proxy_host.clone())
@@ -585,8 +578,8 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 sni_name: name,
                 host_header,
                 resolver,
-                connect_timeout: ms(&t.settings.connect_timeout),
-                read_timeout: ms(&t.settings.read_timeout),
+                connect_timeout: ms(&t.settings.connect_timeout()),
+                read_timeout: ms(&t.settings.read_timeout()),
                 targets: vec![index],
             });
         }

@@ -110,7 +110,8 @@ pub struct Setting {
 }
 
 impl Setting {
-    fn default(value: &'static str) -> Setting {
+    /// A default of nginx's (no place in the configuration).
+    const fn fixed(value: &'static str) -> Setting {
         Setting {
             value: compact_str::CompactString::const_new(value),
             at: None,
@@ -132,33 +133,220 @@ impl Setting {
     }
 }
 
-/// The settings that decide how a target is talked to, as nginx applies them there.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Settings {
-    pub connect_timeout: Setting,
-    pub send_timeout: Setting,
-    pub read_timeout: Setting,
-    pub buffer_size: Option<Setting>,
-    pub buffers: Option<Setting>,
-    pub buffering: Option<Setting>,
-    pub next_upstream: Option<Setting>,
+/// One of the settings of [`Settings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    ConnectTimeout,
+    SendTimeout,
+    ReadTimeout,
+    BufferSize,
+    Buffers,
+    Buffering,
+    NextUpstream,
     /// `proxy_http_version` (proxy only).
-    pub http_version: Option<Setting>,
-    /// The `Connection` header nginx sends upstream (`proxy_set_header Connection …`); `None`
-    /// when not set, so nginx sends `Connection: close`.
-    pub connection_header: Option<Setting>,
-    /// The `Host` header (`proxy_set_header Host …`), when set.
-    pub host_header: Option<Setting>,
+    HttpVersion,
+    /// The `Connection` header nginx sends upstream (`proxy_set_header Connection …`); unset
+    /// means nginx sends `Connection: close`.
+    ConnectionHeader,
+    /// The `Host` header (`proxy_set_header Host …`).
+    HostHeader,
     /// `fastcgi_keep_conn` (FastCGI only).
-    pub keep_conn: Option<Setting>,
-    pub ssl_server_name: Option<Setting>,
-    pub ssl_name: Option<Setting>,
-    pub ssl_verify: Option<Setting>,
-    pub ssl_trusted_certificate: Option<Setting>,
-    pub ssl_protocols: Option<Setting>,
-    /// `resolver` addresses (and parameters) in scope, if any.
-    pub resolver: Option<Setting>,
-    pub resolver_timeout: Setting,
+    KeepConn,
+    SslServerName,
+    SslName,
+    SslVerify,
+    SslTrustedCertificate,
+    SslProtocols,
+    /// `resolver` addresses (and parameters) in scope.
+    Resolver,
+    ResolverTimeout,
+}
+
+/// A default of nginx's, as a `&'static Setting`.
+macro_rules! fixed {
+    ($value:literal) => {{
+        static SETTING: Setting = Setting::fixed($value);
+        Some(&SETTING)
+    }};
+}
+
+impl Field {
+    pub const ALL: [Field; 18] = [
+        Field::ConnectTimeout,
+        Field::SendTimeout,
+        Field::ReadTimeout,
+        Field::BufferSize,
+        Field::Buffers,
+        Field::Buffering,
+        Field::NextUpstream,
+        Field::HttpVersion,
+        Field::ConnectionHeader,
+        Field::HostHeader,
+        Field::KeepConn,
+        Field::SslServerName,
+        Field::SslName,
+        Field::SslVerify,
+        Field::SslTrustedCertificate,
+        Field::SslProtocols,
+        Field::Resolver,
+        Field::ResolverTimeout,
+    ];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::ConnectTimeout => "connect_timeout",
+            Field::SendTimeout => "send_timeout",
+            Field::ReadTimeout => "read_timeout",
+            Field::BufferSize => "buffer_size",
+            Field::Buffers => "buffers",
+            Field::Buffering => "buffering",
+            Field::NextUpstream => "next_upstream",
+            Field::HttpVersion => "http_version",
+            Field::ConnectionHeader => "connection_header",
+            Field::HostHeader => "host_header",
+            Field::KeepConn => "keep_conn",
+            Field::SslServerName => "ssl_server_name",
+            Field::SslName => "ssl_name",
+            Field::SslVerify => "ssl_verify",
+            Field::SslTrustedCertificate => "ssl_trusted_certificate",
+            Field::SslProtocols => "ssl_protocols",
+            Field::Resolver => "resolver",
+            Field::ResolverTimeout => "resolver_timeout",
+        }
+    }
+
+    /// Whether nginx has this setting for a kind of target.
+    pub fn applies(self, kind: PassKind) -> bool {
+        let stream = kind == PassKind::Stream;
+        match self {
+            Field::BufferSize => !stream,
+            Field::Buffers | Field::Buffering => matches!(
+                kind,
+                PassKind::Proxy | PassKind::Fastcgi | PassKind::Uwsgi | PassKind::Scgi
+            ),
+            Field::HttpVersion | Field::ConnectionHeader | Field::HostHeader => {
+                kind == PassKind::Proxy
+            }
+            Field::KeepConn => kind == PassKind::Fastcgi,
+            Field::SslServerName
+            | Field::SslName
+            | Field::SslVerify
+            | Field::SslTrustedCertificate
+            | Field::SslProtocols => matches!(
+                kind,
+                PassKind::Proxy | PassKind::Grpc | PassKind::Uwsgi | PassKind::Stream
+            ),
+            _ => true,
+        }
+    }
+
+    /// nginx's default where the setting applies (`None`: unset unless configured).
+    fn default(self, kind: PassKind) -> Option<&'static Setting> {
+        let stream = kind == PassKind::Stream;
+        match self {
+            Field::ConnectTimeout => fixed!("60s"),
+            Field::SendTimeout | Field::ReadTimeout if stream => fixed!("10m"),
+            Field::SendTimeout | Field::ReadTimeout => fixed!("60s"),
+            Field::BufferSize => fixed!("4k"),
+            Field::Buffers => fixed!("8 4k"),
+            Field::Buffering => fixed!("on"),
+            Field::NextUpstream if stream => fixed!("on"),
+            Field::NextUpstream => fixed!("error timeout"),
+            Field::HttpVersion => fixed!("1.0"),
+            Field::KeepConn | Field::SslServerName | Field::SslVerify => fixed!("off"),
+            Field::ResolverTimeout => fixed!("30s"),
+            Field::ConnectionHeader
+            | Field::HostHeader
+            | Field::SslName
+            | Field::SslTrustedCertificate
+            | Field::SslProtocols
+            | Field::Resolver => None,
+        }
+    }
+}
+
+/// The settings that decide how a target is talked to, as nginx applies them there.
+///
+/// Only what the configuration sets is stored: the rest are nginx's defaults, given when
+/// asked. A large configuration has thousands of targets, most settings of which are defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    kind: PassKind,
+    /// In [`Field`] order.
+    set: Box<[(Field, Setting)]>,
+}
+
+impl Settings {
+    /// The setting at the target: the configuration's, else nginx's default; `None` where
+    /// it does not apply to this kind of target or is unset with no default.
+    pub fn get(&self, field: Field) -> Option<&Setting> {
+        if !field.applies(self.kind) {
+            return None;
+        }
+        match self.set.iter().find(|(f, _)| *f == field) {
+            Some((_, s)) => Some(s),
+            None => field.default(self.kind),
+        }
+    }
+
+    /// A setting every kind of target has, with a default.
+    fn always(&self, field: Field) -> &Setting {
+        self.get(field)
+            .expect("a setting of every kind, with a default")
+    }
+
+    pub fn connect_timeout(&self) -> &Setting {
+        self.always(Field::ConnectTimeout)
+    }
+    pub fn send_timeout(&self) -> &Setting {
+        self.always(Field::SendTimeout)
+    }
+    pub fn read_timeout(&self) -> &Setting {
+        self.always(Field::ReadTimeout)
+    }
+    pub fn resolver_timeout(&self) -> &Setting {
+        self.always(Field::ResolverTimeout)
+    }
+    pub fn http_version(&self) -> Option<&Setting> {
+        self.get(Field::HttpVersion)
+    }
+    pub fn connection_header(&self) -> Option<&Setting> {
+        self.get(Field::ConnectionHeader)
+    }
+    pub fn host_header(&self) -> Option<&Setting> {
+        self.get(Field::HostHeader)
+    }
+    pub fn keep_conn(&self) -> Option<&Setting> {
+        self.get(Field::KeepConn)
+    }
+    pub fn ssl_server_name(&self) -> Option<&Setting> {
+        self.get(Field::SslServerName)
+    }
+    pub fn ssl_name(&self) -> Option<&Setting> {
+        self.get(Field::SslName)
+    }
+    pub fn ssl_verify(&self) -> Option<&Setting> {
+        self.get(Field::SslVerify)
+    }
+    pub fn ssl_trusted_certificate(&self) -> Option<&Setting> {
+        self.get(Field::SslTrustedCertificate)
+    }
+    pub fn resolver(&self) -> Option<&Setting> {
+        self.get(Field::Resolver)
+    }
+}
+
+/// Every setting by name, defaults included (`null` where one does not apply).
+impl Serialize for Settings {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(Field::ALL.len()))?;
+        for field in Field::ALL {
+            map.serialize_entry(field.name(), &self.get(field))?;
+        }
+        map.end()
+    }
 }
 
 /// Which `*_pass` directive.
@@ -223,8 +411,7 @@ pub struct Target {
     pub server: Option<usize>,
     /// The location path(s) around it (`/api/ › if ($x)`).
     pub location: String,
-    /// Boxed: the settings are most of a target's size, and the list of targets grows.
-    pub settings: Box<Settings>,
+    pub settings: Settings,
 }
 
 /// A `listen` of a server.
@@ -1303,10 +1490,10 @@ impl<'a> Builder<'a> {
             runtime,
             server,
             location: path.to_string(),
-            settings: Box::new(settings(kind, level, |i: &Item| Loc {
+            settings: settings(kind, level, |i: &Item| Loc {
                 file: i.file,
                 line: i.stmt.line,
-            })),
+            }),
         };
         self.model.targets.push(target);
         self.group_hosts.push(group_host);
@@ -1507,6 +1694,31 @@ struct Names {
     resolver_timeout: Key,
 }
 
+impl Names {
+    /// The directive of a setting (the headers' is `set_header`).
+    fn key(&self, field: Field) -> Key {
+        match field {
+            Field::ConnectTimeout => self.connect_timeout,
+            Field::SendTimeout => self.send_timeout,
+            Field::ReadTimeout => self.read_timeout,
+            Field::BufferSize => self.buffer_size,
+            Field::Buffers => self.buffers,
+            Field::Buffering => self.buffering,
+            Field::NextUpstream => self.next_upstream,
+            Field::HttpVersion => self.http_version,
+            Field::ConnectionHeader | Field::HostHeader => self.set_header,
+            Field::KeepConn => self.keep_conn,
+            Field::SslServerName => self.ssl_server_name,
+            Field::SslName => self.ssl_name,
+            Field::SslVerify => self.ssl_verify,
+            Field::SslTrustedCertificate => self.ssl_trusted_certificate,
+            Field::SslProtocols => self.ssl_protocols,
+            Field::Resolver => self.resolver,
+            Field::ResolverTimeout => self.resolver_timeout,
+        }
+    }
+}
+
 macro_rules! names {
     ($p:literal, $read:literal, $send:literal, $set_header:literal) => {
         Names {
@@ -1608,68 +1820,43 @@ fn value_of(stmt: &Stmt) -> compact_str::CompactString {
     }
 }
 
-/// The settings that apply at a target, by nginx's inheritance.
+/// The settings that apply at a target, by nginx's inheritance (those the configuration sets).
 fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Settings {
     let n = names(kind);
-    let get = |name: Key| {
-        level.last(name).map(|i| Setting {
-            value: value_of(i.stmt),
-            at: Some(loc_of(&i)),
-        })
-    };
-    let or =
-        |name: Key, default: &'static str| get(name).unwrap_or_else(|| Setting::default(default));
-    let stream = kind == PassKind::Stream;
-    let header = |wanted: &str| {
-        level
-            .last_of_all(n.set_header, |i| {
-                i.stmt
-                    .arg(0)
-                    .is_some_and(|h| h.eq_ignore_ascii_case(wanted))
-            })
-            .map(|i| Setting {
-                value: i.stmt.arg(1).map(unescape).unwrap_or_default().into(),
+    let mut set = Vec::new();
+    for field in Field::ALL {
+        if !field.applies(kind) {
+            continue;
+        }
+        let header = match field {
+            Field::ConnectionHeader => Some("connection"),
+            Field::HostHeader => Some("host"),
+            _ => None,
+        };
+        let found = match header {
+            // An array directive: the nearest level's last line for this header.
+            Some(wanted) => level
+                .last_of_all(n.set_header, |i| {
+                    i.stmt
+                        .arg(0)
+                        .is_some_and(|h| h.eq_ignore_ascii_case(wanted))
+                })
+                .map(|i| Setting {
+                    value: i.stmt.arg(1).map(unescape).unwrap_or_default().into(),
+                    at: Some(loc_of(&i)),
+                }),
+            None => level.last(n.key(field)).map(|i| Setting {
+                value: value_of(i.stmt),
                 at: Some(loc_of(&i)),
-            })
-    };
-    let ssl = matches!(
-        kind,
-        PassKind::Proxy | PassKind::Grpc | PassKind::Uwsgi | PassKind::Stream
-    );
-    let buffered = matches!(
-        kind,
-        PassKind::Proxy | PassKind::Fastcgi | PassKind::Uwsgi | PassKind::Scgi
-    );
+            }),
+        };
+        if let Some(setting) = found {
+            set.push((field, setting));
+        }
+    }
     Settings {
-        connect_timeout: or(n.connect_timeout, "60s"),
-        send_timeout: or(n.send_timeout, if stream { "10m" } else { "60s" }),
-        read_timeout: or(n.read_timeout, if stream { "10m" } else { "60s" }),
-        buffer_size: (!stream).then(|| or(n.buffer_size, "4k")),
-        buffers: buffered.then(|| or(n.buffers, "8 4k")),
-        buffering: buffered.then(|| or(n.buffering, "on")),
-        next_upstream: Some(or(
-            n.next_upstream,
-            if stream { "on" } else { "error timeout" },
-        )),
-        http_version: (kind == PassKind::Proxy).then(|| or(n.http_version, "1.0")),
-        connection_header: if kind == PassKind::Proxy {
-            header("connection")
-        } else {
-            None
-        },
-        host_header: if kind == PassKind::Proxy {
-            header("host")
-        } else {
-            None
-        },
-        keep_conn: (kind == PassKind::Fastcgi).then(|| or(n.keep_conn, "off")),
-        ssl_server_name: ssl.then(|| or(n.ssl_server_name, "off")),
-        ssl_name: ssl.then(|| get(n.ssl_name)).flatten(),
-        ssl_verify: ssl.then(|| or(n.ssl_verify, "off")),
-        ssl_trusted_certificate: ssl.then(|| get(n.ssl_trusted_certificate)).flatten(),
-        ssl_protocols: ssl.then(|| get(n.ssl_protocols)).flatten(),
-        resolver: get(n.resolver),
-        resolver_timeout: or(n.resolver_timeout, "30s"),
+        kind,
+        set: set.into_boxed_slice(),
     }
 }
 
