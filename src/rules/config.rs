@@ -208,7 +208,7 @@ impl<'f> Judge<'f> {
 
     fn parse_check(&mut self) {
         let f = self.facts;
-        let directives: usize = f.config.files.iter().map(|x| count(&x.stmts)).sum();
+        let directives: usize = f.config.files.iter().map(|x| x.count()).sum();
         self.checks.push(Check::new(
             "parse",
             Status::Pass,
@@ -902,7 +902,7 @@ impl<'f> Judge<'f> {
                     self.target_evidence(t, &format!("pool [{}]", p.name)),
                     self.setting(
                         "fastcgi_read_timeout",
-                        &t.settings.read_timeout(),
+                        t.settings.read_timeout(),
                         &format!("nginx gives up after {} s (504) …", read / 1000),
                     ),
                     self.fpm_line(
@@ -916,7 +916,7 @@ impl<'f> Judge<'f> {
                 let evidence = vec![
                     self.target_evidence(t, &format!("pool [{}]", p.name)),
                     self.fpm_line(c, rt.at, &format!("PHP-FPM kills a request after {term} s: nginx then gets a closed connection (502) …")),
-                    self.setting("fastcgi_read_timeout", &t.settings.read_timeout(), &format!("… before its own {} s timeout", read / 1000)),
+                    self.setting("fastcgi_read_timeout", t.settings.read_timeout(), &format!("… before its own {} s timeout", read / 1000)),
                 ];
                 self.find("fpm-execution-timeout", 0.5, evidence);
             }
@@ -1012,7 +1012,7 @@ impl<'f> Judge<'f> {
                 ),
                 self.setting(
                     &name,
-                    &t.settings.read_timeout(),
+                    t.settings.read_timeout(),
                     &format!(
                         "nginx waits {:.1} s for this upstream",
                         limit as f64 / 1000.0
@@ -1636,13 +1636,6 @@ fn pool_denies(who: &Identity, p: &Pool) -> Option<String> {
             who.user
         )
     })
-}
-
-fn count(stmts: &[crate::collect::config::parser::Stmt]) -> usize {
-    stmts
-        .iter()
-        .map(|s| 1 + s.block.as_ref().map_or(0, |b| count(b)))
-        .sum()
 }
 
 /// A time as `YYYY-MM-DD HH:MM:SS UTC`.

@@ -436,7 +436,7 @@ fn configured_read_timeout(facts: &[Facts], addr: &str) -> Option<(u64, Evidence
                     "{}_read_timeout",
                     t.kind.directive().trim_end_matches("_pass")
                 ),
-                &t.settings.read_timeout(),
+                t.settings.read_timeout(),
                 &format!("the gateway waits {:.1} s for {addr}", ms as f64 / 1000.0),
             );
             return Some((ms, evidence));
@@ -502,11 +502,11 @@ pub fn log_paths(facts: &Facts) -> Vec<(PathBuf, String)> {
         }
     }
     for file in &facts.config.files {
-        for stmt in file.all_stmts().filter(|s| s.name == "error_log") {
+        for stmt in file.all_stmts().filter(|s| s.name() == "error_log") {
             if let Some(p) = stmt.arg(0).filter(|p| names_a_file(p)) {
                 add(
                     resolve(p),
-                    format!("error_log at {}:{}", file.path.display(), stmt.line),
+                    format!("error_log at {}:{}", file.path.display(), stmt.line()),
                 );
             }
         }

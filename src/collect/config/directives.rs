@@ -167,6 +167,19 @@ pub fn analyze<S: AsRef<str>>(
     terminator: Terminator,
     check_args: bool,
 ) -> Result<(), Problem> {
+    let first = args.first().map(AsRef::as_ref);
+    analyze_counted(masks, context, args.len(), first, terminator, check_args)
+}
+
+/// [`analyze`] for `n` arguments, the first of which is `first`: all the check looks at.
+pub fn analyze_counted(
+    masks: &[u32],
+    context: u32,
+    n: usize,
+    first: Option<&str>,
+    terminator: Terminator,
+    check_args: bool,
+) -> Result<(), Problem> {
     let usable = || masks.iter().copied().filter(|m| m & context != 0);
     if usable().next().is_none() {
         return Err(Problem::NotAllowedHere);
@@ -174,11 +187,8 @@ pub fn analyze<S: AsRef<str>>(
     if !check_args {
         return Ok(());
     }
-    let n = args.len();
-    let is_flag = |s: &S| {
-        let s = s.as_ref();
-        s.eq_ignore_ascii_case("on") || s.eq_ignore_ascii_case("off")
-    };
+    let is_flag =
+        || first.is_some_and(|s| s.eq_ignore_ascii_case("on") || s.eq_ignore_ascii_case("off"));
     let mut problem = Problem::InvalidArgCount;
     // In reverse, so that the first mask (usually the main use) names the problem.
     for m in usable().rev() {
@@ -191,15 +201,15 @@ pub fn analyze<S: AsRef<str>>(
             continue;
         }
         if (n <= 7 && (m >> n) & 1 == 1)
-            || (m & mask::FLAG != 0 && n == 1 && is_flag(&args[0]))
+            || (m & mask::FLAG != 0 && n == 1 && is_flag())
             || m & mask::ANY != 0
             || (m & mask::MORE1 != 0 && n >= 1)
             || (m & mask::MORE2 != 0 && n >= 2)
         {
             return Ok(());
         }
-        problem = if m & mask::FLAG != 0 && n == 1 && !is_flag(&args[0]) {
-            Problem::InvalidFlag(args[0].as_ref().to_string())
+        problem = if m & mask::FLAG != 0 && n == 1 && !is_flag() {
+            Problem::InvalidFlag(first.unwrap_or_default().to_string())
         } else {
             Problem::InvalidArgCount
         };

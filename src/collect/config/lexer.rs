@@ -99,6 +99,14 @@ pub struct Lexed {
 }
 
 impl Lexed {
+    /// The token's byte range in the source, when its text is one.
+    pub fn span(&self, token: &Token) -> Option<(u32, u32)> {
+        match token.text {
+            Text::Span(a, b) => Some((a, b)),
+            Text::Owned(_) => None,
+        }
+    }
+
     pub fn text<'a>(&'a self, token: &'a Token) -> &'a str {
         match &token.text {
             Text::Span(a, b) => &self.source[*a as usize..*b as usize],

@@ -127,9 +127,10 @@ fn created_by_nginx_t(
         .iter()
         .flat_map(|f| f.all_stmts())
         .filter_map(|s| {
-            let named = s.name == "error_log"
-                || s.name.ends_with("_temp_path")
-                || s.name.ends_with("_cache_path");
+            let name = s.name();
+            let named = name == "error_log"
+                || name.ends_with("_temp_path")
+                || name.ends_with("_cache_path");
             named.then(|| s.arg(0)).flatten()
         });
     let named: Vec<&Path> = model
@@ -578,8 +579,8 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 sni_name: name,
                 host_header,
                 resolver,
-                connect_timeout: ms(&t.settings.connect_timeout()),
-                read_timeout: ms(&t.settings.read_timeout()),
+                connect_timeout: ms(t.settings.connect_timeout()),
+                read_timeout: ms(t.settings.read_timeout()),
                 targets: vec![index],
             });
         }

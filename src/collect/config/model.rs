@@ -10,7 +10,7 @@
 //! inherited only by a level that sets none of its own.
 
 use super::directives::{self, mask, Origin};
-use super::parser::{unescape, Config, FileId, Stmt};
+use super::parser::{unescape, Config, FileId, Stmt, Stmts};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -642,7 +642,9 @@ impl Ctx {
 /// One statement with the file it is in and the include chain that brought it in.
 #[derive(Clone, Copy)]
 struct Item<'a> {
-    stmt: &'a Stmt,
+    stmt: Stmt<'a>,
+    /// The statement's name, looked at for every item of every block.
+    name: &'a str,
     file: FileId,
     via: usize,
     /// The directive's index in the table ([`UNKNOWN`] for a name not in it).
@@ -653,19 +655,20 @@ struct Item<'a> {
 const UNKNOWN: u16 = u16::MAX;
 
 impl<'a> Item<'a> {
-    fn new(stmt: &'a Stmt, file: FileId, via: usize) -> Item<'a> {
+    fn new(stmt: Stmt<'a>, file: FileId, via: usize) -> Item<'a> {
         Item {
             stmt,
+            name: stmt.name(),
             file,
             via,
-            id: stmt.id.unwrap_or(UNKNOWN),
+            id: stmt.id().unwrap_or(UNKNOWN),
         }
     }
 
     fn is(&self, key: Key) -> bool {
         match key.index {
             Some(index) => self.id == index,
-            None => self.stmt.name == key.name,
+            None => self.name == key.name,
         }
     }
 }
@@ -860,7 +863,7 @@ fn build_with(config: &Config, parallel: bool) -> Model {
         var_values: Vec::new(),
         parallel,
     };
-    let items = b.flatten(&config.files[0].stmts, 0, 0);
+    let items = b.flatten(config.files[0].stmts(), 0, 0);
     let root = Level::new(None, &items);
     b.walk(&items, Ctx::Main, &root, None, "", 0);
     b.finish();
@@ -938,42 +941,44 @@ impl<'a> Builder<'a> {
     fn loc(&self, item: &Item) -> Loc {
         Loc {
             file: item.file,
-            line: item.stmt.line,
+            line: item.stmt.line(),
         }
     }
 
     /// The statements of a block with includes expanded in place.
-    fn flatten(&mut self, stmts: &'a [Stmt], file: FileId, via: usize) -> Vec<Item<'a>> {
-        let mut out = Vec::with_capacity(stmts.len());
+    fn flatten(&mut self, stmts: Stmts<'a>, file: FileId, via: usize) -> Vec<Item<'a>> {
+        let mut out = Vec::new();
         self.flatten_into(stmts, file, via, &mut out, 0);
         out
     }
 
     fn flatten_into(
         &mut self,
-        stmts: &'a [Stmt],
+        stmts: Stmts<'a>,
         file: FileId,
         via: usize,
         out: &mut Vec<Item<'a>>,
         depth: usize,
     ) {
         for s in stmts {
-            if s.name == "include" && s.block.is_none() {
-                // The include itself is checked like any directive, then replaced by what it brings.
-                out.push(Item::new(s, file, via));
+            // An include is checked like any directive, then followed by what it brings.
+            let item = Item::new(s, file, via);
+            out.push(item);
+            if item.name == "include" && s.block().is_none() {
                 if depth > super::parser::MAX_DEPTH {
                     continue;
                 }
-                for &id in &s.includes {
+                for &id in s.includes() {
                     let mut chain = self.chain(via).clone();
-                    chain.push(Loc { file, line: s.line });
+                    chain.push(Loc {
+                        file,
+                        line: s.line(),
+                    });
                     self.chains.push(chain);
                     let child = self.outer_chains.len() + self.chains.len() - 1;
                     let config = self.config;
-                    self.flatten_into(&config.files[id].stmts, id, child, out, depth + 1);
+                    self.flatten_into(config.files[id].stmts(), id, child, out, depth + 1);
                 }
-            } else {
-                out.push(Item::new(s, file, via));
             }
         }
     }
@@ -988,7 +993,7 @@ impl<'a> Builder<'a> {
         let issue = Issue {
             loc: self.loc(item),
             via: self.chain(item.via).clone(),
-            directive: item.stmt.name.to_string(),
+            directive: item.name.to_string(),
             message,
             suggestion,
             kind,
@@ -1005,10 +1010,10 @@ impl<'a> Builder<'a> {
         }
         let s = item.stmt;
         match s.known() {
-            None if directives::is_third_party(&s.name) => {}
+            None if directives::is_third_party(item.name) => {}
             None => {
-                let suggestion = directives::suggest(&s.name, ctx.bit()).map(str::to_string);
-                let mut message = format!("unknown directive \"{}\"", s.name);
+                let suggestion = directives::suggest(item.name, ctx.bit()).map(str::to_string);
+                let mut message = format!("unknown directive \"{}\"", item.name);
                 if let Some(sug) = &suggestion {
                     message.push_str(&format!(" (did you mean \"{sug}\"?)"));
                 }
@@ -1017,25 +1022,34 @@ impl<'a> Builder<'a> {
             Some(d) => {
                 // A Lua block arrives as one argument and a `;` (its body is Lua, not nginx).
                 let check_args = d.origin != Origin::Docs
-                    && !super::lexer::LUA_BLOCKS.contains(&s.name.as_ref());
-                let checked = if s.name == "if" {
-                    let args: Vec<&str> = s.args.iter().map(|a| a.as_str()).collect();
+                    && !(item.name.ends_with("_by_lua_block")
+                        && super::lexer::LUA_BLOCKS.contains(&item.name));
+                let checked = if item.name == "if" {
+                    let args = s.args().to_vec();
                     directives::analyze(
                         d.masks,
                         ctx.bit(),
                         &if_args(&args),
-                        s.terminator,
+                        s.terminator(),
                         check_args,
                     )
                 } else {
-                    directives::analyze(d.masks, ctx.bit(), &s.args, s.terminator, check_args)
+                    let args = s.args();
+                    directives::analyze_counted(
+                        d.masks,
+                        ctx.bit(),
+                        args.len(),
+                        args.first(),
+                        s.terminator(),
+                        check_args,
+                    )
                 };
                 if let Err(p) = checked {
                     let kind = match p {
                         directives::Problem::NotAllowedHere => "context",
                         _ => "arguments",
                     };
-                    self.issue(item, kind, p.message(&s.name), None);
+                    self.issue(item, kind, p.message(item.name), None);
                 }
             }
         }
@@ -1062,16 +1076,13 @@ impl<'a> Builder<'a> {
                 let run = items[i..]
                     .iter()
                     .take_while(|item| {
-                        item.stmt.block.is_none()
-                            || matches!(
-                                ctx.enter(&item.stmt.name),
-                                Ctx::HttpServer | Ctx::StreamServer
-                            )
+                        item.stmt.block().is_none()
+                            || matches!(ctx.enter(item.name), Ctx::HttpServer | Ctx::StreamServer)
                     })
                     .count();
                 if run > 0 {
                     let run = &items[i..i + run];
-                    if run.iter().filter(|it| it.stmt.block.is_some()).count() >= PARALLEL_FROM {
+                    if run.iter().filter(|it| it.stmt.block().is_some()).count() >= PARALLEL_FROM {
                         self.servers_in_parallel(run, ctx, level, depth);
                     } else {
                         for item in run {
@@ -1086,7 +1097,7 @@ impl<'a> Builder<'a> {
             i += 1;
         }
         for item in items {
-            if let Some(kind) = pass_kind(&item.stmt.name, ctx) {
+            if let Some(kind) = pass_kind(item.name, ctx) {
                 self.pass(item, kind, level, server, path);
             }
         }
@@ -1103,7 +1114,7 @@ impl<'a> Builder<'a> {
         path: &str,
         depth: usize,
     ) {
-        let Some(block) = &item.stmt.block else {
+        let Some(block) = item.stmt.block() else {
             return;
         };
         if depth >= MAX_WALK_DEPTH {
@@ -1113,7 +1124,7 @@ impl<'a> Builder<'a> {
             self.issue(item, "nesting", message, None);
             return;
         }
-        let child_ctx = ctx.enter(&item.stmt.name);
+        let child_ctx = ctx.enter(item.name);
         let child_items = self.flatten(block, item.file, item.via);
         let child_level = Level::new(Some(level), &child_items);
         match child_ctx {
@@ -1131,19 +1142,11 @@ impl<'a> Builder<'a> {
             }
             Ctx::HttpLocation | Ctx::HttpLocationIf | Ctx::HttpServerIf | Ctx::HttpLimitExcept => {
                 let label = match child_ctx {
-                    Ctx::HttpLocation => item.stmt.args.join(" "),
+                    Ctx::HttpLocation => item.stmt.args().join(" "),
                     _ => format!(
                         "{} ({})",
-                        item.stmt.name,
-                        if_args(
-                            &item
-                                .stmt
-                                .args
-                                .iter()
-                                .map(|a| a.as_str())
-                                .collect::<Vec<_>>()
-                        )
-                        .join(" ")
+                        item.name,
+                        if_args(&item.stmt.args().to_vec()).join(" ")
                     ),
                 };
                 let inner = if path.is_empty() {
@@ -1174,7 +1177,7 @@ impl<'a> Builder<'a> {
                 );
             }
             Ctx::Opaque => {
-                if item.stmt.name == "map" && ctx != Ctx::Opaque {
+                if item.name == "map" && ctx != Ctx::Opaque {
                     self.map_values(item, &child_items);
                 }
             }
@@ -1238,15 +1241,15 @@ impl<'a> Builder<'a> {
     fn record(&mut self, item: &Item, ctx: Ctx, server: Option<usize>) {
         let s = item.stmt;
         let loc = self.loc(item);
-        let setting = |s: &Stmt| Setting {
-            value: s.args.join(" ").into(),
+        let setting = |s: Stmt| Setting {
+            value: s.args().join(" ").into(),
             at: Some(loc),
         };
-        match (ctx, s.name.as_ref()) {
-            (Ctx::Main, "user") if !s.args.is_empty() => {
+        match (ctx, item.name) {
+            (Ctx::Main, "user") if !s.args().is_empty() => {
                 self.model.main.user = Some((
-                    s.args[0].to_string(),
-                    s.args.get(1).map(|a| a.to_string()),
+                    s.args()[0].to_string(),
+                    s.args().get(1).map(|a| a.to_string()),
                     loc,
                 ));
             }
@@ -1258,20 +1261,20 @@ impl<'a> Builder<'a> {
             (Ctx::Events, "worker_connections") => {
                 self.model.main.worker_connections = Some(setting(s))
             }
-            (_, "set") if s.args.len() == 2 && ctx != Ctx::Opaque => {
+            (_, "set") if s.args().len() == 2 && ctx != Ctx::Opaque => {
                 self.var_values.push(VarValues {
-                    name: s.args[0].trim_start_matches('$').to_string(),
-                    values: vec![unescape(&s.args[1])],
+                    name: s.args()[0].trim_start_matches('$').to_string(),
+                    values: vec![unescape(&s.args()[1])],
                     set_in: Some(server),
                 });
             }
-            (Ctx::Http, "log_format") if s.args.len() >= 2 => {
-                let (name, rest) = match s.args[1].strip_prefix("escape=") {
-                    Some(_) => (s.args[0].to_string(), &s.args[2..]),
-                    None => (s.args[0].to_string(), &s.args[1..]),
+            (Ctx::Http, "log_format") if s.args().len() >= 2 => {
+                let (name, rest) = match s.args()[1].strip_prefix("escape=") {
+                    Some(_) => (s.args()[0].to_string(), s.args().skip(2)),
+                    None => (s.args()[0].to_string(), s.args().skip(1)),
                 };
                 self.log_formats
-                    .insert(name, rest.iter().map(|a| unescape(a)).collect::<String>());
+                    .insert(name, rest.iter().map(unescape).collect::<String>());
             }
             (
                 Ctx::Http
@@ -1280,15 +1283,14 @@ impl<'a> Builder<'a> {
                 | Ctx::HttpLocationIf
                 | Ctx::HttpLimitExcept,
                 "access_log",
-            ) if !s.args.is_empty() && s.args[0] != "off" => {
+            ) if s.arg(0).is_some_and(|a| a != "off") => {
                 let format_name = s
-                    .args
-                    .get(1)
+                    .arg(1)
                     .filter(|a| !a.contains('='))
                     .map(|a| a.to_string())
                     .unwrap_or_else(|| "combined".into());
                 self.model.access_logs.push(AccessLog {
-                    path: unescape(&s.args[0]),
+                    path: unescape(&s.args()[0]),
                     format_name,
                     format: None,
                     loc,
@@ -1299,14 +1301,14 @@ impl<'a> Builder<'a> {
     }
 
     fn map_values(&mut self, item: &Item, entries: &[Item]) {
-        let Some(var) = item.stmt.args.get(1) else {
+        let Some(var) = item.stmt.args().get(1) else {
             return;
         };
         let values = entries
             .iter()
             .map(|e| e.stmt)
-            .filter(|s| !matches!(s.name.as_ref(), "hostnames" | "volatile" | "include"))
-            .filter_map(|s| s.args.first().map(|v| unescape(v)))
+            .filter(|s| !matches!(s.name(), "hostnames" | "volatile" | "include"))
+            .filter_map(|s| s.args().first().map(unescape))
             .collect();
         self.var_values.push(VarValues {
             name: var.trim_start_matches('$').to_string(),
@@ -1329,11 +1331,11 @@ impl<'a> Builder<'a> {
             locations: Vec::new(),
         };
         for i in items {
-            match i.stmt.name.as_ref() {
-                "listen" if !i.stmt.args.is_empty() => {
-                    let flags = &i.stmt.args[1..];
+            match i.name {
+                "listen" if !i.stmt.args().is_empty() => {
+                    let flags = i.stmt.args().skip(1);
                     server.listen.push(Listen {
-                        raw: i.stmt.args[0].to_string(),
+                        raw: i.stmt.args()[0].to_string(),
                         ssl: flags.iter().any(|f| f == "ssl"),
                         http2: flags.iter().any(|f| f == "http2"),
                         default_server: flags
@@ -1344,7 +1346,7 @@ impl<'a> Builder<'a> {
                 }
                 "server_name" => server
                     .names
-                    .extend(i.stmt.args.iter().map(|a| a.to_string())),
+                    .extend(i.stmt.args().iter().map(|a| a.to_string())),
                 _ => {}
             }
         }
@@ -1353,7 +1355,7 @@ impl<'a> Builder<'a> {
     }
 
     fn upstream(&mut self, item: &Item, items: &[Item], ctx: Ctx) {
-        let Some(name) = item.stmt.args.first() else {
+        let Some(name) = item.stmt.args().first() else {
             return;
         };
         let mut group = UpstreamGroup {
@@ -1373,11 +1375,11 @@ impl<'a> Builder<'a> {
         for i in items {
             let s = i.stmt;
             let loc = self.loc(i);
-            match s.name.as_ref() {
-                "server" if !s.args.is_empty() => {
+            match i.name {
+                "server" if !s.args().is_empty() => {
                     let mut server = UpstreamServer {
-                        raw: s.args[0].to_string(),
-                        address: Address::parse(&s.args[0]),
+                        raw: s.args()[0].to_string(),
+                        address: Address::parse(&s.args()[0]),
                         weight: 1,
                         max_fails: 1,
                         max_fails_set: false,
@@ -1387,7 +1389,7 @@ impl<'a> Builder<'a> {
                         resolve: false,
                         loc,
                     };
-                    for p in &s.args[1..] {
+                    for p in s.args().skip(1) {
                         match p.split_once('=') {
                             Some(("weight", v)) => server.weight = v.parse().unwrap_or(1),
                             Some(("max_fails", v)) => {
@@ -1410,14 +1412,14 @@ impl<'a> Builder<'a> {
                 }
                 "keepalive_timeout" => {
                     group.keepalive_timeout = Some(Setting {
-                        value: s.args.join(" ").into(),
+                        value: s.args().join(" ").into(),
                         at: Some(loc),
                     })
                 }
                 "hash" | "ip_hash" | "least_conn" | "random" | "least_time" | "ntlm" | "sticky" => {
                     group.balancer = Some(
-                        std::iter::once(s.name.to_string())
-                            .chain(s.args.iter().map(|a| a.to_string()))
+                        std::iter::once(s.name().to_string())
+                            .chain(s.args().iter().map(|a| a.to_string()))
                             .collect::<Vec<_>>()
                             .join(" "),
                     );
@@ -1438,7 +1440,7 @@ impl<'a> Builder<'a> {
         path: &str,
     ) {
         let s = item.stmt;
-        let Some(raw) = s.args.first() else { return };
+        let Some(raw) = s.args().first() else { return };
         let value = unescape(raw);
         let (scheme, rest) = split_scheme(kind, &value);
         let tls = matches!(scheme.as_str(), "https" | "grpcs" | "suwsgi")
@@ -1473,7 +1475,7 @@ impl<'a> Builder<'a> {
                 }
                 Some(unix) => Dest::Address { address: unix },
                 None => {
-                    let message = format!("invalid address \"{raw}\" in \"{}\"", s.name);
+                    let message = format!("invalid address \"{raw}\" in \"{}\"", s.name());
                     self.issue(item, "address", message, None);
                     return;
                 }
@@ -1492,7 +1494,7 @@ impl<'a> Builder<'a> {
             location: path.to_string(),
             settings: settings(kind, level, |i: &Item| Loc {
                 file: i.file,
-                line: i.stmt.line,
+                line: i.stmt.line(),
             }),
         };
         self.model.targets.push(target);
@@ -1804,10 +1806,11 @@ fn names(kind: PassKind) -> &'static Names {
 }
 
 /// A directive's arguments as one value, unescaped as nginx reads them.
-fn value_of(stmt: &Stmt) -> compact_str::CompactString {
-    match &*stmt.args {
-        [one] if !one.contains('\\') => one.clone(),
-        args => {
+fn value_of(stmt: Stmt) -> compact_str::CompactString {
+    let args = stmt.args();
+    match args.len() {
+        1 if !args[0].contains('\\') => args[0].into(),
+        _ => {
             let mut value = compact_str::CompactString::default();
             for (i, a) in args.iter().enumerate() {
                 if i > 0 {

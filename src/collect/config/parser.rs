@@ -29,44 +29,283 @@ pub const MAX_FILES: usize = 20_000;
 /// Blocks nested deeper than this are refused (nginx configurations nest a handful deep).
 pub const MAX_DEPTH: usize = 100;
 
-/// One directive: its name and arguments as written (quotes removed, escapes kept), its line,
-/// how it ended and, for a block, the statements inside.
-#[derive(Debug, Clone)]
-pub struct Stmt {
-    /// Known directive names are the table's own strings (no allocation for each of them).
-    pub name: std::borrow::Cow<'static, str>,
-    /// The directive's position in the table, when it is a known one (see [`Stmt::known`]):
-    /// two bytes rather than the entry, as there are tens of thousands of statements.
-    pub id: Option<u16>,
-    /// Most arguments are short: kept inline (CompactString), not one allocation each. Boxed
-    /// slices rather than vectors here: a configuration has tens of thousands of statements,
-    /// and none of these lists grows once parsed.
-    pub args: Box<[compact_str::CompactString]>,
-    pub line: u32,
-    pub terminator: Terminator,
-    pub block: Option<Box<[Stmt]>>,
-    /// For `include`: the files it brought in, in nginx's order.
-    pub includes: Box<[FileId]>,
+/// One directive of a file: its name and arguments as written (quotes removed, escapes kept),
+/// its line, how it ended and, for a block, the statements inside. A handle into its file's
+/// statement table ([`SourceFile`]): copying it copies two words.
+#[derive(Clone, Copy)]
+pub struct Stmt<'a> {
+    file: &'a SourceFile,
+    index: u32,
 }
 
-impl Stmt {
-    /// The directive's entry in the table, when it is a known one.
-    pub fn known(&self) -> Option<super::directives::Directive> {
-        self.id.map(super::directives::by_index)
+/// What the table holds for one statement.
+#[derive(Debug, Clone, Copy)]
+struct StmtData {
+    /// Its name in [`SourceFile::words`]; its arguments follow it there.
+    first_word: u32,
+    args: u32,
+    line: u32,
+    /// The index after its block in the table (its own index + 1 without one).
+    end: u32,
+    /// The directive's position in the table of known directives, or [`UNKNOWN`].
+    id: u16,
+    terminator: Terminator,
+}
+
+/// [`StmtData::id`] of a name the table of directives does not know.
+const UNKNOWN: u16 = u16::MAX;
+
+/// A word of the file: a byte range of its text, or (with [`Word::EXTRA`] set in `start`) of
+/// [`SourceFile::extra`], for the rare word that is not a slice of the text (a quoted word
+/// with an escaped quote).
+#[derive(Debug, Clone, Copy)]
+struct Word {
+    start: u32,
+    end: u32,
+}
+
+impl Word {
+    const EXTRA: u32 = 1 << 31;
+}
+
+/// The text of a word of a file with this text and extra text.
+fn word_str<'s>(text: &'s str, extra: &'s str, w: Word) -> &'s str {
+    if w.start & Word::EXTRA != 0 {
+        &extra[(w.start & !Word::EXTRA) as usize..w.end as usize]
+    } else {
+        &text[w.start as usize..w.end as usize]
+    }
+}
+
+impl<'a> Stmt<'a> {
+    fn data(self) -> &'a StmtData {
+        &self.file.table[self.index as usize]
     }
 
-    pub fn arg(&self, i: usize) -> Option<&str> {
-        self.args.get(i).map(compact_str::CompactString::as_str)
+    pub fn name(self) -> &'a str {
+        let d = self.data();
+        // A known directive's name is the table's (the same text, without slicing the file's).
+        match d.id {
+            UNKNOWN => self.file.word(d.first_word),
+            id => super::directives::by_index(id).name,
+        }
+    }
+
+    /// The directive's position in the table of known directives, when it is a known one.
+    pub fn id(self) -> Option<u16> {
+        let id = self.data().id;
+        (id != UNKNOWN).then_some(id)
+    }
+
+    /// The directive's entry in the table, when it is a known one.
+    pub fn known(self) -> Option<super::directives::Directive> {
+        self.id().map(super::directives::by_index)
+    }
+
+    pub fn line(self) -> u32 {
+        self.data().line
+    }
+
+    pub fn terminator(self) -> Terminator {
+        self.data().terminator
+    }
+
+    pub fn args(self) -> Args<'a> {
+        let d = self.data();
+        let first = d.first_word as usize + 1;
+        Args {
+            file: self.file,
+            words: &self.file.words[first..first + d.args as usize],
+        }
+    }
+
+    pub fn arg(self, i: usize) -> Option<&'a str> {
+        self.args().get(i)
+    }
+
+    /// The statements of its block, when it opens one.
+    pub fn block(self) -> Option<Stmts<'a>> {
+        let d = self.data();
+        (d.terminator == Terminator::Open).then(|| Stmts {
+            file: self.file,
+            next: self.index + 1,
+            end: d.end,
+        })
+    }
+
+    /// For `include`: the files it brought in, in nginx's order.
+    pub fn includes(self) -> &'a [FileId] {
+        let includes = &self.file.includes;
+        match includes.binary_search_by_key(&self.index, |(i, _)| *i) {
+            Ok(at) => &includes[at].1,
+            Err(_) => &[],
+        }
+    }
+}
+
+impl fmt::Debug for Stmt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{} {}",
+            self.file.path.display(),
+            self.line(),
+            self.name()
+        )?;
+        for a in self.args() {
+            write!(f, " {a:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The arguments of a statement.
+#[derive(Clone, Copy)]
+pub struct Args<'a> {
+    file: &'a SourceFile,
+    words: &'a [Word],
+}
+
+impl<'a> Args<'a> {
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        let w = *self.words.get(i)?;
+        Some(self.file.word_text(w))
+    }
+
+    pub fn first(&self) -> Option<&'a str> {
+        self.get(0)
+    }
+
+    pub fn iter(&self) -> ArgsIter<'a> {
+        ArgsIter {
+            file: self.file,
+            words: self.words.iter(),
+        }
+    }
+
+    /// The arguments from the `n`th on.
+    pub fn skip(&self, n: usize) -> Args<'a> {
+        Args {
+            file: self.file,
+            words: self.words.get(n..).unwrap_or_default(),
+        }
+    }
+
+    pub fn join(&self, separator: &str) -> String {
+        let mut out = String::new();
+        for (i, a) in self.iter().enumerate() {
+            if i > 0 {
+                out.push_str(separator);
+            }
+            out.push_str(a);
+        }
+        out
+    }
+
+    pub fn to_vec(&self) -> Vec<&'a str> {
+        self.iter().collect()
+    }
+}
+
+impl<'a> IntoIterator for Args<'a> {
+    type Item = &'a str;
+    type IntoIter = ArgsIter<'a>;
+
+    fn into_iter(self) -> ArgsIter<'a> {
+        self.iter()
+    }
+}
+
+/// The arguments of a statement, one by one.
+#[derive(Clone)]
+pub struct ArgsIter<'a> {
+    file: &'a SourceFile,
+    words: std::slice::Iter<'a, Word>,
+}
+
+impl<'a> Iterator for ArgsIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.words.next().map(|&w| self.file.word_text(w))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.words.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for ArgsIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.words.next_back().map(|&w| self.file.word_text(w))
+    }
+}
+
+impl ExactSizeIterator for ArgsIter<'_> {}
+
+impl std::ops::Index<usize> for Args<'_> {
+    type Output = str;
+
+    fn index(&self, i: usize) -> &str {
+        self.get(i).expect("argument index within the arguments")
+    }
+}
+
+impl fmt::Debug for Args<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The statements of a block (or of a file's top level), in order.
+#[derive(Clone)]
+pub struct Stmts<'a> {
+    file: &'a SourceFile,
+    next: u32,
+    end: u32,
+}
+
+impl<'a> Iterator for Stmts<'a> {
+    type Item = Stmt<'a>;
+
+    fn next(&mut self) -> Option<Stmt<'a>> {
+        if self.next >= self.end {
+            return None;
+        }
+        let stmt = Stmt {
+            file: self.file,
+            index: self.next,
+        };
+        self.next = self.file.table[self.next as usize].end;
+        Some(stmt)
     }
 }
 
 /// One parsed file.
+///
+/// Its statements are one table, in the order written, each block's statements right after
+/// the statement that opens it, and their words are ranges of the file's text: a file of
+/// tens of thousands of statements is a handful of allocations, not one or more per
+/// statement.
 #[derive(Debug)]
 pub struct SourceFile {
     /// The path as nginx opens it (the conf prefix joined with the include's argument).
     pub path: PathBuf,
     pub text: String,
-    pub stmts: Vec<Stmt>,
+    table: Vec<StmtData>,
+    words: Vec<Word>,
+    /// The text of words that are not slices of `text`.
+    extra: String,
+    /// For each `include` statement (by index in `table`, in order): the files it brought in.
+    includes: Vec<(u32, std::sync::Arc<[FileId]>)>,
     /// Lines where a Unicode space separates words (nginx would not split there).
     pub odd_spaces: Vec<u32>,
     pub modified: Option<std::time::SystemTime>,
@@ -75,16 +314,31 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
-    /// Every statement of the file, those inside blocks too (in no particular order).
-    pub fn all_stmts(&self) -> impl Iterator<Item = &Stmt> {
-        let mut stack: Vec<&Stmt> = self.stmts.iter().collect();
-        std::iter::from_fn(move || {
-            let stmt = stack.pop()?;
-            if let Some(block) = &stmt.block {
-                stack.extend(block.iter());
-            }
-            Some(stmt)
-        })
+    /// The statements of the file's top level.
+    pub fn stmts(&self) -> Stmts<'_> {
+        Stmts {
+            file: self,
+            next: 0,
+            end: self.table.len() as u32,
+        }
+    }
+
+    /// Every statement of the file, those inside blocks too, in the order written.
+    pub fn all_stmts(&self) -> impl Iterator<Item = Stmt<'_>> {
+        (0..self.table.len() as u32).map(move |index| Stmt { file: self, index })
+    }
+
+    /// How many statements the file has, those inside blocks included.
+    pub fn count(&self) -> usize {
+        self.table.len()
+    }
+
+    fn word(&self, i: u32) -> &str {
+        self.word_text(self.words[i as usize])
+    }
+
+    fn word_text(&self, w: Word) -> &str {
+        word_str(&self.text, &self.extra, w)
     }
 
     /// The text of line `n` (1-based), without its line break.
@@ -191,22 +445,24 @@ pub fn read_text(
     Ok((text, meta.modified().ok()))
 }
 
-/// Builds the statement tree of one lexed file, or the first error nginx would report.
-pub fn parse_tokens(lexed: &Lexed, path: &Path) -> Result<Vec<Stmt>, ConfigError> {
-    parse_tokens_noting(lexed, path, &mut Vec::new())
+/// Builds the statement table of one lexed file, or the first error nginx would report.
+pub fn parse_tokens(mut lexed: Lexed, path: &Path) -> Result<SourceFile, ConfigError> {
+    parse_tokens_noting(&mut lexed, path, None, &mut Vec::new())
 }
 
-/// An `include` with one argument, as (line, the argument as nginx reads it), in the order
-/// the statements appear (a block's statement before those inside it).
-type IncludeArg = (u32, String);
+/// An `include` with one argument: its index in the file's table, its line, and the argument
+/// as nginx reads it.
+type IncludeArg = (u32, u32, String);
 
 /// [`parse_tokens`], noting every `include` in `includes` as it goes, so that [`load`] need
-/// not walk the tree again to find them.
+/// not walk the statements again to find them. The file takes the text; the tokens stay, for
+/// their buffer to be reused.
 fn parse_tokens_noting(
-    lexed: &Lexed,
+    lexed: &mut Lexed,
     path: &Path,
+    modified: Option<std::time::SystemTime>,
     includes: &mut Vec<IncludeArg>,
-) -> Result<Vec<Stmt>, ConfigError> {
+) -> Result<SourceFile, ConfigError> {
     let end = lexed
         .fatal
         .as_ref()
@@ -214,21 +470,31 @@ fn parse_tokens_noting(
     let mut tokens = lexed.tokens[..end]
         .iter()
         .filter(|t| t.kind != Kind::Comment);
-    // Every statement read and not yet placed in its block, outermost level first; `open`
-    // holds each open block's statement and where its children start in `stmts`. A block's
-    // children are moved out in one piece when it closes, into a vector of exactly their
-    // number (no vector per level growing and shrinking).
-    let mut stmts: Vec<Stmt> = Vec::new();
-    let mut open: Vec<(Stmt, usize)> = Vec::new();
-    let mut scratch: Vec<compact_str::CompactString> = Vec::new();
+    let mut table: Vec<StmtData> = Vec::with_capacity(end / 4);
+    let mut words: Vec<Word> = Vec::with_capacity(end);
+    let mut extra = String::new();
+    let word = |t: &lexer::Token, extra: &mut String| -> Word {
+        match lexed.span(t) {
+            Some((start, end)) => Word { start, end },
+            None => {
+                let start = extra.len() as u32;
+                extra.push_str(lexed.text(t));
+                Word {
+                    start: start | Word::EXTRA,
+                    end: extra.len() as u32,
+                }
+            }
+        }
+    };
+    // The statements whose blocks are open, innermost last.
+    let mut open: Vec<usize> = Vec::new();
     while let Some(t) = tokens.next() {
         match t.kind {
             Kind::Close if !t.quoted => {
-                let Some((mut parent, start)) = open.pop() else {
+                let Some(parent) = open.pop() else {
                     return Err(error(path, Some(t.line), "unexpected \"}\""));
                 };
-                parent.block = Some(stmts.drain(start..).collect());
-                stmts.push(parent);
+                table[parent].end = table.len() as u32;
                 continue;
             }
             Kind::Semi if !t.quoted => {
@@ -239,13 +505,11 @@ fn parse_tokens_noting(
             }
             _ => {}
         }
-        let text = lexed.text(t);
-        let known = super::directives::lookup(text);
-        let name = match known {
-            Some(d) => std::borrow::Cow::Borrowed(d.name),
-            None => std::borrow::Cow::Owned(text.to_string()),
-        };
+        let name = lexed.text(t);
+        let id = super::directives::lookup(name).map_or(UNKNOWN, |d| d.index);
         let line = t.line;
+        let first_word = words.len();
+        words.push(word(t, &mut extra));
         let terminator = loop {
             let Some(t) = tokens.next() else {
                 if let Some(f) = &lexed.fatal {
@@ -272,22 +536,23 @@ fn parse_tokens_noting(
                     ),
                     ))
                 }
-                _ => scratch.push(compact_str::CompactString::from(lexed.text(t))),
+                _ => words.push(word(t, &mut extra)),
             }
         };
-        let args: Box<[compact_str::CompactString]> = scratch.drain(..).collect();
-        if name == "include" && args.len() == 1 && terminator == Terminator::Semi {
-            includes.push((line, unescape(&args[0])));
+        let args = (words.len() - first_word - 1) as u32;
+        if name == "include" && args == 1 && terminator == Terminator::Semi {
+            let arg = word_str(&lexed.source, &extra, words[first_word + 1]);
+            includes.push((table.len() as u32, line, unescape(arg)));
         }
-        let stmt = Stmt {
-            name,
-            id: known.map(|d| d.index),
+        let index = table.len();
+        table.push(StmtData {
+            first_word: first_word as u32,
             args,
             line,
+            end: index as u32 + 1,
+            id,
             terminator,
-            block: None,
-            includes: Box::default(),
-        };
+        });
         if terminator == Terminator::Open {
             if open.len() >= MAX_DEPTH {
                 return Err(error(
@@ -296,25 +561,37 @@ fn parse_tokens_noting(
                     format!("blocks nested deeper than {MAX_DEPTH}"),
                 ));
             }
-            open.push((stmt, stmts.len()));
-        } else {
-            stmts.push(stmt);
+            open.push(index);
         }
     }
     if let Some(f) = &lexed.fatal {
         return Err(error(path, Some(f.line), f.message()));
     }
-    if let Some((open, _)) = open.last() {
+    if let Some(&open) = open.last() {
         return Err(error(
             path,
-            Some(open.line),
+            Some(table[open].line),
             format!(
                 "unexpected end of file: the \"{}\" block opened here is not closed",
-                open.name
+                word_str(
+                    &lexed.source,
+                    &extra,
+                    words[table[open].first_word as usize]
+                )
             ),
         ));
     }
-    Ok(stmts)
+    Ok(SourceFile {
+        path: path.to_path_buf(),
+        text: std::mem::take(&mut lexed.source),
+        table,
+        words,
+        extra,
+        includes: Vec::new(),
+        odd_spaces: std::mem::take(&mut lexed.odd_spaces),
+        modified,
+        line_starts: std::sync::OnceLock::new(),
+    })
 }
 
 thread_local! {
@@ -337,20 +614,11 @@ fn parse_file_noting(
     let buffer = TOKENS.with(|t| std::mem::take(&mut *t.borrow_mut()));
     let mut lexed = lexer::lex_into(text, buffer);
     let mut includes = Vec::new();
-    let stmts = parse_tokens_noting(&lexed, path, &mut includes);
+    let parsed = parse_tokens_noting(&mut lexed, path, modified, &mut includes);
     let mut tokens = std::mem::take(&mut lexed.tokens);
     tokens.clear();
     TOKENS.with(|t| *t.borrow_mut() = tokens);
-    let stmts = stmts?;
-    let file = SourceFile {
-        path: path.to_path_buf(),
-        stmts,
-        odd_spaces: lexed.odd_spaces,
-        text: lexed.source,
-        modified,
-        line_starts: std::sync::OnceLock::new(),
-    };
-    Ok((file, includes))
+    Ok((parsed?, includes))
 }
 
 /// Whether an include argument is a glob pattern (Python's `glob.has_magic`, glob(3)'s syntax).
@@ -403,20 +671,20 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
     // Files are parsed in discovery order; each file's include statements are resolved once,
     // and each distinct argument once (a snippet is often included from thousands of places;
     // the prefix is the same for all, so the argument alone names the pattern).
-    let mut resolved: rustc_hash::FxHashMap<String, Vec<FileId>> = Default::default();
+    let mut resolved: rustc_hash::FxHashMap<String, std::sync::Arc<[FileId]>> = Default::default();
     // For each file: the files each of its include statements brings in, in the statements'
     // order, and the same as (file, line) edges for the loop check.
-    let mut brought_by_file: Vec<Vec<Vec<FileId>>> = Vec::new();
+    let mut brought_by_file: Vec<Vec<(u32, std::sync::Arc<[FileId]>)>> = Vec::new();
     let mut edges: Vec<Vec<(FileId, u32)>> = Vec::new();
     let mut next = 0;
     while next < files.len() {
         let includes = std::mem::take(&mut pending_includes[next]);
-        let mut brought: Vec<Vec<FileId>> = Vec::with_capacity(includes.len());
+        let mut brought: Vec<(u32, std::sync::Arc<[FileId]>)> = Vec::with_capacity(includes.len());
         let mut out: Vec<(FileId, u32)> = Vec::new();
-        for (line, arg) in includes {
+        for (index, line, arg) in includes {
             if let Some(ids) = resolved.get(&arg) {
                 out.extend(ids.iter().map(|&id| (id, line)));
-                brought.push(ids.clone());
+                brought.push((index, ids.clone()));
                 continue;
             }
             let includer = &files[next].path;
@@ -491,41 +759,19 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
             }
             let ids: Vec<FileId> = keys.iter().map(|k| by_path[k]).collect();
             out.extend(ids.iter().map(|&id| (id, line)));
-            resolved.insert(arg, ids.clone());
-            brought.push(ids);
+            let ids: std::sync::Arc<[FileId]> = ids.into();
+            brought.push((index, ids.clone()));
+            resolved.insert(arg, ids);
         }
         brought_by_file.push(brought);
         edges.push(out);
         next += 1;
     }
     check_loops(&files, &edges)?;
-    // Each file's include statements get their files, every file on its own (a walk over
-    // every statement: on all cores when there are several files).
-    let attach = |(file, brought): (&mut SourceFile, Vec<Vec<FileId>>)| {
-        set_includes(&mut file.stmts, &mut brought.into_iter())
-    };
-    if files.len() < 4 {
-        files.iter_mut().zip(brought_by_file).for_each(attach);
-    } else {
-        use rayon::prelude::*;
-        files.par_iter_mut().zip(brought_by_file).for_each(attach);
+    for (file, brought) in files.iter_mut().zip(brought_by_file) {
+        file.includes = brought;
     }
     Ok(Config { files, prefix })
-}
-
-/// Hands each `include` statement the files it brought in: `brought` follows the order in
-/// which [`parse_tokens_noting`] noted them (a block's statement before those inside it).
-fn set_includes(stmts: &mut [Stmt], brought: &mut std::vec::IntoIter<Vec<FileId>>) {
-    for s in stmts {
-        if s.name == "include" && s.args.len() == 1 && s.terminator == Terminator::Semi {
-            if let Some(ids) = brought.next() {
-                s.includes = ids.into_boxed_slice();
-            }
-        }
-        if let Some(block) = &mut s.block {
-            set_includes(block, brought);
-        }
-    }
 }
 
 /// An I/O error the way nginx prints one: `2: No such file or directory`.
@@ -640,21 +886,60 @@ pub fn unescape(arg: &str) -> String {
 mod tests {
     use super::*;
 
-    fn parse(src: &str) -> Result<Vec<Stmt>, ConfigError> {
-        parse_tokens(&lexer::lex(src.to_string()), Path::new("t.conf"))
+    fn parse(src: &str) -> Result<SourceFile, ConfigError> {
+        parse_tokens(lexer::lex(src.to_string()), Path::new("t.conf"))
+    }
+
+    /// The statements as text, blocks in braces, to compare shapes.
+    fn shape(stmts: Stmts) -> String {
+        let mut out = Vec::new();
+        for s in stmts {
+            let words: Vec<&str> = std::iter::once(s.name()).chain(s.args()).collect();
+            out.push(match s.block() {
+                Some(block) => format!("{} {{ {} }}", words.join(" "), shape(block)),
+                None => format!("{};", words.join(" ")),
+            });
+        }
+        out.join(" ")
     }
 
     #[test]
     fn builds_the_tree() {
-        let stmts =
-            parse("http {\n server { listen 80; location / { proxy_pass http://a; } }\n}\n")
-                .unwrap();
-        assert_eq!(stmts.len(), 1);
-        let server = &stmts[0].block.as_ref().unwrap()[0];
-        assert_eq!(server.name, "server");
-        let location = &server.block.as_ref().unwrap()[1];
-        assert_eq!(location.args[..], ["/"]);
-        assert_eq!(location.block.as_ref().unwrap()[0].args[..], ["http://a"]);
+        let file = parse("http {\n server { listen 80; location / { proxy_pass http://a; } }\n}\n")
+            .unwrap();
+        let top: Vec<Stmt> = file.stmts().collect();
+        assert_eq!(top.len(), 1);
+        let server = top[0].block().unwrap().next().unwrap();
+        assert_eq!(server.name(), "server");
+        let location = server.block().unwrap().nth(1).unwrap();
+        assert_eq!(location.args().to_vec(), ["/"]);
+        assert_eq!(location.line(), 2);
+        let pass = location.block().unwrap().next().unwrap();
+        assert_eq!(pass.args().to_vec(), ["http://a"]);
+        assert_eq!(pass.known().map(|d| d.name), Some("proxy_pass"));
+        assert_eq!(file.count(), 5);
+        assert_eq!(file.all_stmts().count(), 5);
+    }
+
+    #[test]
+    fn blocks_and_their_neighbours_keep_their_order() {
+        let src = "a 1;\nb {\n c { d; }\n e \"x\\\"y\" 'z' \"\";\n c2 {}\n}\nf { }\ng;\n";
+        let file = parse(src).unwrap();
+        assert_eq!(
+            shape(file.stmts()),
+            "a 1; b { c { d; } e x\"y z ; c2 {  } } f {  } g;"
+        );
+        let e = file.all_stmts().find(|s| s.name() == "e").unwrap();
+        // A quoted word with an escaped quote is not a slice of the text; the empty one is.
+        assert_eq!(e.args().to_vec(), ["x\"y", "z", ""]);
+        assert_eq!(e.args().skip(1).to_vec(), ["z", ""]);
+        assert_eq!(e.args().skip(5).len(), 0);
+        assert_eq!(e.args().join("|"), "x\"y|z|");
+        assert_eq!(e.line(), 4);
+        assert!(e.block().is_none());
+        assert_eq!(e.terminator(), Terminator::Semi);
+        let names: Vec<&str> = file.all_stmts().map(|s| s.name()).collect();
+        assert_eq!(names, ["a", "b", "c", "d", "e", "c2", "f", "g"]);
     }
 
     #[test]
@@ -664,7 +949,7 @@ mod tests {
         assert!(e.message.contains("not terminated"), "{e}");
         assert_eq!(parse("a;\n}\n").unwrap_err().line, Some(2));
         assert_eq!(parse("http {\n server {\n").unwrap_err().line, Some(2));
-        assert!(parse("a b").is_err() || parse("a b").unwrap().is_empty());
+        assert!(parse("a b").is_err() || parse("a b").unwrap().count() == 0);
         assert_eq!(parse("x;\n;\n").unwrap_err().line, Some(2));
     }
 
