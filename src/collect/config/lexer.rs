@@ -493,17 +493,20 @@ impl<'a> Lexer<'a> {
         let len = bytes.len();
         let mut pos = self.units.pos;
         let mut line = self.units.line;
-        // An ordinary byte of a word: `$` too, unless it starts `${`.
-        let ordinary = |at: usize| {
-            is_plain(bytes[at]) || (bytes[at] == b'$' && bytes.get(at + 1) != Some(&b'{'))
-        };
         while pos < len {
             match bytes[pos] {
+                b' ' => {
+                    // Indentation: runs of spaces.
+                    pos += 1;
+                    while bytes.get(pos) == Some(&b' ') {
+                        pos += 1;
+                    }
+                }
                 b'\n' => {
                     line += 1;
                     pos += 1;
                 }
-                b' ' | b'\t' | b'\r' => pos += 1,
+                b'\t' | b'\r' => pos += 1,
                 b @ (b';' | b'{' | b'}') => {
                     let kind = match b {
                         b';' => Kind::Semi,
@@ -526,11 +529,20 @@ impl<'a> Lexer<'a> {
                     line += 1;
                     pos = nl + 1;
                 }
-                _ if ordinary(pos) => {
+                b if is_plain(b) || (b == b'$' && bytes.get(pos + 1) != Some(&b'{')) => {
+                    // A word of ordinary bytes; `$` too, unless it starts `${`.
                     let start = pos;
                     pos += 1;
-                    while pos < len && ordinary(pos) {
-                        pos += 1;
+                    loop {
+                        pos += bytes[pos..]
+                            .iter()
+                            .position(|&b| !is_plain(b))
+                            .unwrap_or(len - pos);
+                        if bytes.get(pos) == Some(&b'$') && bytes.get(pos + 1) != Some(&b'{') {
+                            pos += 1;
+                        } else {
+                            break;
+                        }
                     }
                     let blank = match bytes.get(pos) {
                         Some(b' ' | b'\t' | b'\r' | b'\n') => true,
@@ -540,8 +552,10 @@ impl<'a> Lexer<'a> {
                             break;
                         }
                     };
-                    let word = &self.src[start..pos];
-                    if blank && self.next_is_directive && word.ends_with("_by_lua_block") {
+                    if blank
+                        && self.next_is_directive
+                        && self.src[start..pos].ends_with("_by_lua_block")
+                    {
                         pos = start;
                         break;
                     }
