@@ -396,13 +396,14 @@ pub enum Dest {
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
     pub kind: PassKind,
-    /// The argument as written.
-    pub raw: String,
+    /// The argument as written. (The short strings of a target are inline: a large
+    /// configuration has thousands of targets.)
+    pub raw: compact_str::CompactString,
     pub loc: Loc,
     /// The include statements that brought this line in, outermost first.
     pub via: Vec<Loc>,
     /// `http`, `https`, `grpc`, `grpcs`, `uwsgi`, `suwsgi`, or the kind's own protocol.
-    pub scheme: String,
+    pub scheme: compact_str::CompactString,
     pub tls: bool,
     pub dest: Dest,
     /// The URL holds variables, so nginx builds it (and resolves a name in it) per request.
@@ -410,7 +411,7 @@ pub struct Target {
     /// Index into [`Model::servers`].
     pub server: Option<usize>,
     /// The location path(s) around it (`/api/ › if ($x)`).
-    pub location: String,
+    pub location: compact_str::CompactString,
     pub settings: Settings,
 }
 
@@ -803,11 +804,6 @@ impl<'a, 'p> Level<'a, 'p> {
     }
 }
 
-/// A pass found during the walk, resolved into a [`Target`] once all upstream groups are known.
-/// For each target, in order: a host name that may name an upstream group (with the port, if
-/// one was written), settled once every group is known.
-type GroupHost = Option<(String, Option<u16>)>;
-
 struct Builder<'a> {
     config: &'a Config,
     model: Model,
@@ -816,8 +812,6 @@ struct Builder<'a> {
     outer_chains: &'a [Vec<Loc>],
     /// The include chains found by this builder, numbered after `outer_chains`.
     chains: Vec<Vec<Loc>>,
-    /// One per target of `model.targets` (targets are built in place: they are large).
-    group_hosts: Vec<GroupHost>,
     log_formats: HashMap<String, String>,
     /// What each `set` and `map` gives a variable, in the configuration's order: the model's
     /// `variables` and the targets' candidates are made from it in `finish`.
@@ -839,7 +833,6 @@ struct VarValues {
 /// What a [`Builder::part`] built, to be merged.
 struct Part {
     model: Model,
-    group_hosts: Vec<GroupHost>,
     var_values: Vec<VarValues>,
 }
 
@@ -858,7 +851,6 @@ fn build_with(config: &Config, parallel: bool) -> Model {
         model: Model::default(),
         outer_chains: &[],
         chains: vec![Vec::new()],
-        group_hosts: Vec::new(),
         log_formats: HashMap::new(),
         var_values: Vec::new(),
         parallel,
@@ -883,7 +875,6 @@ impl<'a> Builder<'a> {
             model: Model::default(),
             outer_chains: &self.chains,
             chains: Vec::new(),
-            group_hosts: Vec::new(),
             log_formats: HashMap::new(),
             var_values: Vec::new(),
             parallel: false,
@@ -901,11 +892,7 @@ impl<'a> Builder<'a> {
     /// Takes in what a part built (in the order of the configuration): its servers after
     /// those already here, its targets pointing at them.
     fn merge(&mut self, part: Part) {
-        let Part {
-            model,
-            group_hosts,
-            var_values,
-        } = part;
+        let Part { model, var_values } = part;
         let Model {
             servers,
             upstreams,
@@ -923,7 +910,6 @@ impl<'a> Builder<'a> {
             }
             t
         }));
-        self.group_hosts.extend(group_hosts);
         for issue in issues {
             if !self.model.issues.contains(&issue) {
                 self.model.issues.push(issue);
@@ -947,7 +933,8 @@ impl<'a> Builder<'a> {
 
     /// The statements of a block with includes expanded in place.
     fn flatten(&mut self, stmts: Stmts<'a>, file: FileId, via: usize) -> Vec<Item<'a>> {
-        let mut out = Vec::new();
+        // Room for the block's own statements at once (counting them is a hop each).
+        let mut out = Vec::with_capacity(stmts.clone().count());
         self.flatten_into(stmts, file, via, &mut out, 0);
         out
     }
@@ -1221,7 +1208,6 @@ impl<'a> Builder<'a> {
             )
             .map(|part| Part {
                 model: part.model,
-                group_hosts: part.group_hosts,
                 var_values: part.var_values,
             })
             .collect();
@@ -1231,7 +1217,6 @@ impl<'a> Builder<'a> {
         let targets: usize = parts.iter().map(|p| p.model.targets.len()).sum();
         self.model.servers.reserve(servers);
         self.model.targets.reserve(targets);
-        self.group_hosts.reserve(targets);
         for part in parts {
             self.merge(part);
         }
@@ -1264,7 +1249,7 @@ impl<'a> Builder<'a> {
             (_, "set") if s.args().len() == 2 && ctx != Ctx::Opaque => {
                 self.var_values.push(VarValues {
                     name: s.args()[0].trim_start_matches('$').to_string(),
-                    values: vec![unescape(&s.args()[1])],
+                    values: vec![unescape(&s.args()[1]).into_owned()],
                     set_in: Some(server),
                 });
             }
@@ -1290,7 +1275,7 @@ impl<'a> Builder<'a> {
                     .map(|a| a.to_string())
                     .unwrap_or_else(|| "combined".into());
                 self.model.access_logs.push(AccessLog {
-                    path: unescape(&s.args()[0]),
+                    path: unescape(&s.args()[0]).into_owned(),
                     format_name,
                     format: None,
                     loc,
@@ -1308,7 +1293,7 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|e| e.stmt)
             .filter(|s| !matches!(s.name(), "hostnames" | "volatile" | "include"))
-            .filter_map(|s| s.args().first().map(unescape))
+            .filter_map(|s| s.args().first().map(|v| unescape(v).into_owned()))
             .collect();
         self.var_values.push(VarValues {
             name: var.trim_start_matches('$').to_string(),
@@ -1458,7 +1443,6 @@ impl<'a> Builder<'a> {
             rest.split('/').next().unwrap_or(rest)
         };
         let runtime = value.contains('$');
-        let mut group_host = None;
         let dest = if host_part.contains('$') {
             // The candidates are filled in once every `set` and `map` is known (`finish`).
             Dest::Variable {
@@ -1467,12 +1451,9 @@ impl<'a> Builder<'a> {
             }
         } else {
             match Address::parse(host_part) {
-                Some(Address::Tcp { host, port }) => {
-                    group_host = Some((host.clone(), port));
-                    Dest::Address {
-                        address: Address::Tcp { host, port },
-                    }
-                }
+                Some(Address::Tcp { host, port }) => Dest::Address {
+                    address: Address::Tcp { host, port },
+                },
                 Some(unix) => Dest::Address { address: unix },
                 None => {
                     let message = format!("invalid address \"{raw}\" in \"{}\"", s.name());
@@ -1483,7 +1464,7 @@ impl<'a> Builder<'a> {
         };
         let target = Target {
             kind,
-            raw: raw.to_string(),
+            raw: raw.into(),
             loc: self.loc(item),
             via: self.chain(item.via).clone(),
             scheme,
@@ -1491,14 +1472,13 @@ impl<'a> Builder<'a> {
             dest,
             runtime,
             server,
-            location: path.to_string(),
+            location: path.into(),
             settings: settings(kind, level, |i: &Item| Loc {
                 file: i.file,
                 line: i.stmt.line(),
             }),
         };
         self.model.targets.push(target);
-        self.group_hosts.push(group_host);
     }
 
     /// The values a host expression can take: `$backend` or `$backend:8080`, from the `set`s
@@ -1531,7 +1511,6 @@ impl<'a> Builder<'a> {
 
     /// Resolves targets to upstream groups and attaches log formats.
     fn finish(&mut self) {
-        let group_hosts = std::mem::take(&mut self.group_hosts);
         let mut sets: HashMap<(usize, &str), Vec<&str>> = HashMap::new();
         let mut maps: HashMap<&str, Vec<&str>> = HashMap::new();
         for v in &self.var_values {
@@ -1552,31 +1531,30 @@ impl<'a> Builder<'a> {
             .upstreams
             .iter()
             .enumerate()
-            .map(|(i, g)| ((g.name.as_ref(), g.protocol), i))
+            .map(|(i, g)| ((g.name.as_str(), g.protocol), i))
             .collect();
-        let groups: HashMap<(String, &str), usize> = groups
-            .into_iter()
-            .map(|((n, p), i)| ((n.to_string(), p), i))
-            .collect();
-        for (index_of_target, group_host) in group_hosts.into_iter().enumerate() {
-            let target = &mut self.model.targets[index_of_target];
+        let mut used_by: Vec<(usize, usize)> = Vec::new();
+        for (index_of_target, target) in self.model.targets.iter_mut().enumerate() {
             if let Dest::Variable { expr, candidates } = &mut target.dest {
                 *candidates = Self::candidates(&maps, &sets, target.server, expr);
             }
-            if let Some((host, port)) = group_host {
+            // A name without a port may be a group's.
+            if let Dest::Address {
+                address: Address::Tcp { host, port: None },
+            } = &target.dest
+            {
                 let protocol = if target.kind == PassKind::Stream {
                     "stream"
                 } else {
                     "http"
                 };
-                if let Some(&index) = groups.get(&(host.clone(), protocol)) {
-                    if port.is_none() {
-                        target.dest = Dest::Group { name: host, index };
-                    }
+                if let Some(&index) = groups.get(&(host.as_str(), protocol)) {
+                    let name = host.clone();
+                    target.dest = Dest::Group { name, index };
                 }
             }
             if let Dest::Group { index, .. } = target.dest {
-                self.model.upstreams[index].used_by.push(index_of_target);
+                used_by.push((index, index_of_target));
             } else if let Dest::Address {
                 address: Address::Tcp { host, port: None },
             } = &target.dest
@@ -1610,6 +1588,10 @@ impl<'a> Builder<'a> {
                     }
                 }
             }
+        }
+        drop(groups);
+        for (group, target) in used_by {
+            self.model.upstreams[group].used_by.push(target);
         }
         for log in &mut self.model.access_logs {
             log.format = self.log_formats.get(&log.format_name).cloned();
@@ -1656,10 +1638,13 @@ fn pass_kind(name: &str, ctx: Ctx) -> Option<PassKind> {
 }
 
 /// The scheme of a pass argument and the rest (kinds without a scheme get their own protocol).
-fn split_scheme(kind: PassKind, value: &str) -> (String, &str) {
+fn split_scheme(kind: PassKind, value: &str) -> (compact_str::CompactString, &str) {
     if let Some((scheme, rest)) = value.split_once("://") {
         if !scheme.contains('$') {
-            return (scheme.to_ascii_lowercase(), rest);
+            return (
+                compact_str::CompactString::from(scheme).to_ascii_lowercase(),
+                rest,
+            );
         }
     }
     let own = match kind {
@@ -1671,7 +1656,7 @@ fn split_scheme(kind: PassKind, value: &str) -> (String, &str) {
         PassKind::Memcached => "memcached",
         PassKind::Stream => "tcp",
     };
-    (own.to_string(), value)
+    (own.into(), value)
 }
 
 /// The directives of one kind's settings (`proxy_read_timeout`, `fastcgi_read_timeout` …),
@@ -1826,8 +1811,9 @@ fn value_of(stmt: Stmt) -> compact_str::CompactString {
 /// The settings that apply at a target, by nginx's inheritance (those the configuration sets).
 fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Settings {
     let n = names(kind);
-    let mut set = Vec::new();
-    for field in Field::ALL {
+    // Gathered here first, so that the list is allocated once at its size.
+    let mut found: [Option<(Field, Setting)>; Field::ALL.len()] = Default::default();
+    for (slot, field) in found.iter_mut().zip(Field::ALL) {
         if !field.applies(kind) {
             continue;
         }
@@ -1836,7 +1822,7 @@ fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Set
             Field::HostHeader => Some("host"),
             _ => None,
         };
-        let found = match header {
+        let setting = match header {
             // An array directive: the nearest level's last line for this header.
             Some(wanted) => level
                 .last_of_all(n.set_header, |i| {
@@ -1853,10 +1839,10 @@ fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Set
                 at: Some(loc_of(&i)),
             }),
         };
-        if let Some(setting) = found {
-            set.push((field, setting));
-        }
+        *slot = setting.map(|s| (field, s));
     }
+    let mut set = Vec::with_capacity(found.iter().flatten().count());
+    set.extend(found.into_iter().flatten());
     Settings {
         kind,
         set: set.into_boxed_slice(),

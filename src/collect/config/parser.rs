@@ -200,7 +200,9 @@ impl<'a> Args<'a> {
     }
 
     pub fn join(&self, separator: &str) -> String {
-        let mut out = String::new();
+        let size = self.iter().map(str::len).sum::<usize>()
+            + separator.len() * self.len().saturating_sub(1);
+        let mut out = String::with_capacity(size);
         for (i, a) in self.iter().enumerate() {
             if i > 0 {
                 out.push_str(separator);
@@ -542,7 +544,7 @@ fn parse_tokens_noting(
         let args = (words.len() - first_word - 1) as u32;
         if name == "include" && args == 1 && terminator == Terminator::Semi {
             let arg = word_str(&lexed.source, &extra, words[first_word + 1]);
-            includes.push((table.len() as u32, line, unescape(arg)));
+            includes.push((table.len() as u32, line, unescape(arg).into_owned()));
         }
         let index = table.len();
         table.push(StmtData {
@@ -846,9 +848,9 @@ fn check_loops(files: &[SourceFile], edges: &[Vec<(FileId, u32)>]) -> Result<(),
 
 /// An argument as nginx reads it: `\"`, `\'` and `\\` stand for the character, `\t`, `\r` and
 /// `\n` for tab, carriage return and line feed; any other backslash stays.
-pub fn unescape(arg: &str) -> String {
+pub fn unescape(arg: &str) -> std::borrow::Cow<'_, str> {
     if !arg.contains('\\') {
-        return arg.to_string();
+        return std::borrow::Cow::Borrowed(arg);
     }
     let mut out = String::with_capacity(arg.len());
     let mut chars = arg.chars().peekable();
@@ -879,7 +881,7 @@ pub fn unescape(arg: &str) -> String {
         }
         out.push(c);
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
