@@ -400,13 +400,21 @@ pub fn read_text(
     limit: u64,
 ) -> Result<(String, Option<std::time::SystemTime>), ConfigError> {
     let io = |e: std::io::Error| error(path, None, format!("cannot read: {e}"));
-    let file = std::fs::File::open(path).map_err(io)?;
+    let file = open_without_waiting(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
     if meta.is_dir() {
         return Err(error(
             path,
             None,
             "is a directory, not a configuration file",
+        ));
+    }
+    if !meta.is_file() {
+        // A FIFO, socket or device: reading it could wait for a writer or never end.
+        return Err(error(
+            path,
+            None,
+            "is not a regular file (a FIFO, socket or device): not read",
         ));
     }
     if meta.len() > limit {
@@ -695,27 +703,33 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
             } else {
                 prefix.join(&arg)
             };
-            let paths = if has_magic(&arg) {
+            // The files, each with what makes it one file (one `stat` each).
+            let (paths, keys): (Vec<PathBuf>, Vec<FileKey>) = if has_magic(&arg) {
                 glob_sorted(&pattern.to_string_lossy())
                     .into_iter()
-                    .filter(|p| p.is_file())
-                    .collect()
+                    .filter_map(|p| {
+                        let meta = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
+                        Some((p, FileKey::of(&meta)))
+                    })
+                    .unzip()
             } else {
-                if let Err(e) = std::fs::File::open(&pattern) {
-                    return Err(error(
-                        includer,
-                        Some(line),
-                        format!(
-                            "include: open() \"{}\" failed ({})",
-                            pattern.display(),
-                            errno_text(&e)
-                        ),
-                    ));
+                let opened = open_without_waiting(&pattern).and_then(|f| f.metadata());
+                match opened {
+                    Ok(meta) => (vec![pattern.clone()], vec![FileKey::of(&meta)]),
+                    Err(e) => {
+                        return Err(error(
+                            includer,
+                            Some(line),
+                            format!(
+                                "include: open() \"{}\" failed ({})",
+                                pattern.display(),
+                                errno_text(&e)
+                            ),
+                        ))
+                    }
                 }
-                vec![pattern.clone()]
             };
             // The files this include brings in for the first time.
-            let keys: Vec<FileKey> = paths.iter().map(|p| file_key(p)).collect();
             let mut fresh: Vec<(FileKey, PathBuf)> = Vec::new();
             let mut fresh_keys: rustc_hash::FxHashSet<&FileKey> = Default::default();
             for (key, path) in keys.iter().zip(&paths) {
@@ -796,11 +810,27 @@ enum FileKey {
 }
 
 fn file_key(path: &Path) -> FileKey {
-    use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(path) {
-        Ok(m) => FileKey::Inode(m.dev(), m.ino()),
+        Ok(m) => FileKey::of(&m),
         Err(_) => FileKey::Path(path.to_path_buf()),
     }
+}
+
+impl FileKey {
+    fn of(meta: &std::fs::Metadata) -> FileKey {
+        use std::os::unix::fs::MetadataExt;
+        FileKey::Inode(meta.dev(), meta.ino())
+    }
+}
+
+/// Opens a file for reading without waiting: a FIFO with no writer would otherwise block the
+/// open (and the read) forever; regular files ignore the flag.
+fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// Refuses include loops: nginx would include the files again and again until it runs out of
@@ -953,6 +983,37 @@ mod tests {
         assert_eq!(parse("http {\n server {\n").unwrap_err().line, Some(2));
         assert!(parse("a b").is_err() || parse("a b").unwrap().count() == 0);
         assert_eq!(parse("x;\n;\n").unwrap_err().line, Some(2));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once_and_skipped_by_a_glob() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mkfifo = |p: &Path| {
+            let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        };
+        std::fs::create_dir(dir.path().join("sites")).unwrap();
+        mkfifo(&dir.path().join("sites/b.conf"));
+        mkfifo(&dir.path().join("pipe.conf"));
+        std::fs::write(dir.path().join("sites/a.conf"), "a 1;\n").unwrap();
+        let globbed = dir.path().join("globbed.conf");
+        std::fs::write(&globbed, "include sites/*.conf;\n").unwrap();
+        let named = dir.path().join("named.conf");
+        std::fs::write(&named, "include pipe.conf;\n").unwrap();
+        // In a thread: a regression would block for ever on the FIFO's open.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send((load(&globbed).map(|c| c.files.len()), load(&named)));
+        });
+        let (globbed, named) = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("loading returns without waiting for a FIFO's writer");
+        assert_eq!(globbed, Ok(2), "the FIFO matched by the glob is skipped");
+        let e = named.unwrap_err();
+        assert!(e.message.contains("not a regular file"), "{e}");
+        assert!(e.message.contains("named.conf:1"), "{e}");
     }
 
     #[test]
