@@ -808,10 +808,11 @@ struct Builder<'a> {
     config: &'a Config,
     model: Model,
     /// The include chains of the builder this one works for ([`Builder::part`]): an item's
-    /// `via` below their number is one of them.
-    outer_chains: &'a [Vec<Loc>],
+    /// `via` below their number is one of them. A chain is its last include and the chain
+    /// before it (a tree: one entry per include expanded, not a list each); 0 is the empty one.
+    outer_chains: &'a [(usize, Loc)],
     /// The include chains found by this builder, numbered after `outer_chains`.
-    chains: Vec<Vec<Loc>>,
+    chains: Vec<(usize, Loc)>,
     log_formats: HashMap<String, String>,
     /// What each `set` and `map` gives a variable, in the configuration's order: the model's
     /// `variables` and the targets' candidates are made from it in `finish`.
@@ -850,7 +851,7 @@ fn build_with(config: &Config, parallel: bool) -> Model {
         config,
         model: Model::default(),
         outer_chains: &[],
-        chains: vec![Vec::new()],
+        chains: vec![(0, Loc { file: 0, line: 0 })],
         log_formats: HashMap::new(),
         var_values: Vec::new(),
         parallel,
@@ -881,12 +882,19 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// The include chain numbered `via`.
-    fn chain(&self, via: usize) -> &Vec<Loc> {
-        match via.checked_sub(self.outer_chains.len()) {
-            Some(own) => &self.chains[own],
-            None => &self.outer_chains[via],
+    /// The include statements that brought in what chain `via` holds, outermost first.
+    fn chain(&self, mut via: usize) -> Vec<Loc> {
+        let mut chain = Vec::new();
+        while via != 0 {
+            let (before, include) = match via.checked_sub(self.outer_chains.len()) {
+                Some(own) => self.chains[own],
+                None => self.outer_chains[via],
+            };
+            chain.push(include);
+            via = before;
         }
+        chain.reverse();
+        chain
     }
 
     /// Takes in what a part built (in the order of the configuration): its servers after
@@ -955,14 +963,13 @@ impl<'a> Builder<'a> {
                 if depth > super::parser::MAX_DEPTH {
                     continue;
                 }
+                let include = Loc {
+                    file,
+                    line: s.line(),
+                };
+                self.chains.push((via, include));
+                let child = self.outer_chains.len() + self.chains.len() - 1;
                 for &id in s.includes() {
-                    let mut chain = self.chain(via).clone();
-                    chain.push(Loc {
-                        file,
-                        line: s.line(),
-                    });
-                    self.chains.push(chain);
-                    let child = self.outer_chains.len() + self.chains.len() - 1;
                     let config = self.config;
                     self.flatten_into(config.files[id].stmts(), id, child, out, depth + 1);
                 }
@@ -979,7 +986,7 @@ impl<'a> Builder<'a> {
     ) {
         let issue = Issue {
             loc: self.loc(item),
-            via: self.chain(item.via).clone(),
+            via: self.chain(item.via),
             directive: item.name.to_string(),
             message,
             suggestion,
@@ -1310,7 +1317,7 @@ impl<'a> Builder<'a> {
                 "http"
             },
             loc: self.loc(item),
-            via: self.chain(item.via).clone(),
+            via: self.chain(item.via),
             listen: Vec::new(),
             names: Vec::new(),
             locations: Vec::new(),
@@ -1466,7 +1473,7 @@ impl<'a> Builder<'a> {
             kind,
             raw: raw.into(),
             loc: self.loc(item),
-            via: self.chain(item.via).clone(),
+            via: self.chain(item.via),
             scheme,
             tls,
             dest,
@@ -1811,9 +1818,9 @@ fn value_of(stmt: Stmt) -> compact_str::CompactString {
 /// The settings that apply at a target, by nginx's inheritance (those the configuration sets).
 fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Settings {
     let n = names(kind);
-    // Gathered here first, so that the list is allocated once at its size.
-    let mut found: [Option<(Field, Setting)>; Field::ALL.len()] = Default::default();
-    for (slot, field) in found.iter_mut().zip(Field::ALL) {
+    // Room for what a target usually has set (a list shrunk in place later, not moved).
+    let mut set = Vec::with_capacity(8);
+    for field in Field::ALL {
         if !field.applies(kind) {
             continue;
         }
@@ -1839,10 +1846,10 @@ fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Set
                 at: Some(loc_of(&i)),
             }),
         };
-        *slot = setting.map(|s| (field, s));
+        if let Some(setting) = setting {
+            set.push((field, setting));
+        }
     }
-    let mut set = Vec::with_capacity(found.iter().flatten().count());
-    set.extend(found.into_iter().flatten());
     Settings {
         kind,
         set: set.into_boxed_slice(),

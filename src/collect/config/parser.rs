@@ -200,6 +200,9 @@ impl<'a> Args<'a> {
     }
 
     pub fn join(&self, separator: &str) -> String {
+        if let [one] = self.words {
+            return self.file.word_text(*one).to_string();
+        }
         let size = self.iter().map(str::len).sum::<usize>()
             + separator.len() * self.len().saturating_sub(1);
         let mut out = String::with_capacity(size);
