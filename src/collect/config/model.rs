@@ -11,6 +11,7 @@
 
 use super::directives::{self, mask, Origin};
 use super::parser::{unescape, Config, FileId, Stmt, Stmts};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -428,8 +429,8 @@ pub struct Listen {
 /// A location of a server.
 #[derive(Debug, Clone, Serialize)]
 pub struct Location {
-    /// Modifier and path as written (`= /x`, `~* \.php$`, `/api/`).
-    pub path: String,
+    /// Modifier and path as written (`= /x`, `~* \.php$`, `/api/`): inline when short.
+    pub path: compact_str::CompactString,
     pub loc: Loc,
     /// Nesting depth (1: directly in the server).
     pub depth: usize,
@@ -1135,9 +1136,13 @@ impl<'a> Builder<'a> {
                 );
             }
             Ctx::HttpLocation | Ctx::HttpLocationIf | Ctx::HttpServerIf | Ctx::HttpLimitExcept => {
-                let label = match child_ctx {
-                    Ctx::HttpLocation => item.stmt.args().join(" "),
-                    _ => format!(
+                // Inline strings when short (most are): there are as many as targets.
+                let label: compact_str::CompactString = match child_ctx {
+                    Ctx::HttpLocation => match item.stmt.args().first() {
+                        Some(one) if item.stmt.args().len() == 1 => one.into(),
+                        _ => item.stmt.args().join(" ").into(),
+                    },
+                    _ => compact_str::format_compact!(
                         "{} ({})",
                         item.name,
                         if_args(&item.stmt.args().to_vec()).join(" ")
@@ -1146,13 +1151,16 @@ impl<'a> Builder<'a> {
                 let inner = if path.is_empty() {
                     label.clone()
                 } else {
-                    format!("{path} › {label}")
+                    compact_str::format_compact!("{path} › {label}")
                 };
                 if child_ctx == Ctx::HttpLocation {
                     if let Some(si) = server {
-                        // The separators counted by character: a string pattern sets up a
-                        // searcher each time, and there are as many locations as targets.
-                        let depth = inner.matches('›').count() + 1;
+                        // Separators counted only under another block (most locations are
+                        // a server's own), by character: a string pattern sets up a searcher.
+                        let depth = match path {
+                            "" => 1,
+                            outer => outer.matches('›').count() + 2,
+                        };
                         let loc = self.loc(item);
                         self.model.servers[si].locations.push(Location {
                             path: label,
@@ -1491,8 +1499,8 @@ impl<'a> Builder<'a> {
     /// The values a host expression can take: `$backend` or `$backend:8080`, from the `set`s
     /// of the target's server and every `map` (a map applies in every server).
     fn candidates(
-        maps: &HashMap<&str, Vec<&str>>,
-        sets: &HashMap<(usize, &str), Vec<&str>>,
+        maps: &FxHashMap<&str, Vec<&str>>,
+        sets: &FxHashMap<(usize, &str), Vec<&str>>,
         server: Option<usize>,
         expr: &str,
     ) -> Vec<String> {
@@ -1518,8 +1526,9 @@ impl<'a> Builder<'a> {
 
     /// Resolves targets to upstream groups and attaches log formats.
     fn finish(&mut self) {
-        let mut sets: HashMap<(usize, &str), Vec<&str>> = HashMap::new();
-        let mut maps: HashMap<&str, Vec<&str>> = HashMap::new();
+        // FxHash: keys from the configuration, looked up once per target.
+        let mut sets: FxHashMap<(usize, &str), Vec<&str>> = Default::default();
+        let mut maps: FxHashMap<&str, Vec<&str>> = Default::default();
         for v in &self.var_values {
             let values = v.values.iter().map(String::as_str);
             match v.set_in {
@@ -1533,7 +1542,7 @@ impl<'a> Builder<'a> {
                 .or_default()
                 .extend(v.values.iter().cloned());
         }
-        let groups: HashMap<(&str, &str), usize> = self
+        let groups: FxHashMap<(&str, &str), usize> = self
             .model
             .upstreams
             .iter()
