@@ -96,8 +96,31 @@ pub struct Directive {
 
 /// Looks a directive up by name.
 pub fn lookup(name: &str) -> Option<Directive> {
+    // Every statement of every file is looked up, and a configuration uses a few dozen names
+    // over and over: the last name found in each of a few slots (by length and end bytes) is
+    // compared first, which costs a fifth of hashing the name.
+    const EMPTY: u16 = u16::MAX;
+    thread_local! {
+        static RECENT: [std::cell::Cell<u16>; 256] = const { [const { std::cell::Cell::new(EMPTY) }; 256] };
+    }
+    let bytes = name.as_bytes();
+    let slot = match bytes {
+        [first, .., last] => (usize::from(*first) * 7 + usize::from(*last) * 3 + bytes.len()) & 255,
+        _ => 0,
+    };
+    let recent = RECENT.with(|r| r[slot].get());
+    if recent != EMPTY && TABLE[usize::from(recent)].0 == name {
+        return Some(by_index(recent));
+    }
+    let found = lookup_hashed(name)?;
+    RECENT.with(|r| r[slot].set(found.index));
+    Some(found)
+}
+
+/// [`lookup`] in the hash table of every name.
+fn lookup_hashed(name: &str) -> Option<Directive> {
     // FxHash: the keys are the table's own names, so the hash need not resist crafted
-    // collisions, and every directive of every file is looked up.
+    // collisions.
     static INDEX: std::sync::OnceLock<rustc_hash::FxHashMap<&'static str, usize>> =
         std::sync::OnceLock::new();
     let index = INDEX.get_or_init(|| TABLE.iter().enumerate().map(|(i, e)| (e.0, i)).collect());
