@@ -191,25 +191,25 @@ fn setting_out<'a>(facts: &Facts, s: Option<&'a model::Setting>) -> Option<Setti
     })
 }
 
-#[derive(Serialize)]
+/// A target's settings by name, in [`Field::ALL`]'s order (`null` where one does not apply).
+/// `ssl_protocols` is not reported.
 struct SettingsOut<'a> {
-    connect_timeout: Option<SettingOut<'a>>,
-    send_timeout: Option<SettingOut<'a>>,
-    read_timeout: Option<SettingOut<'a>>,
-    buffer_size: Option<SettingOut<'a>>,
-    buffers: Option<SettingOut<'a>>,
-    buffering: Option<SettingOut<'a>>,
-    next_upstream: Option<SettingOut<'a>>,
-    http_version: Option<SettingOut<'a>>,
-    connection_header: Option<SettingOut<'a>>,
-    host_header: Option<SettingOut<'a>>,
-    keep_conn: Option<SettingOut<'a>>,
-    ssl_server_name: Option<SettingOut<'a>>,
-    ssl_name: Option<SettingOut<'a>>,
-    ssl_verify: Option<SettingOut<'a>>,
-    ssl_trusted_certificate: Option<SettingOut<'a>>,
-    resolver: Option<SettingOut<'a>>,
-    resolver_timeout: Option<SettingOut<'a>>,
+    facts: &'a Facts,
+    settings: &'a model::Settings,
+}
+
+impl Serialize for SettingsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for field in Field::ALL.into_iter().filter(|f| *f != Field::SslProtocols) {
+            map.serialize_entry(
+                field.name(),
+                &setting_out(self.facts, self.settings.get(field)),
+            )?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -336,54 +336,35 @@ fn json_report<'a>(
         .targets
         .iter()
         .enumerate()
-        .map(|(i, t)| {
-            let s = &t.settings;
-            let o = |field: Field| setting_out(facts, s.get(field));
-            TargetOut {
-                directive: t.kind.directive(),
-                raw: &t.raw,
-                at: at(facts, t.loc),
-                included_from: t.via.iter().map(|l| at(facts, *l)).collect(),
-                scheme: &t.scheme,
-                tls: t.tls,
-                destination: &t.dest,
-                runtime: t.runtime,
-                server_names: t
-                    .server
-                    .map(|i| m.servers[i].names.as_slice())
-                    .unwrap_or_default(),
-                location: &t.location,
-                settings: SettingsOut {
-                    connect_timeout: o(Field::ConnectTimeout),
-                    send_timeout: o(Field::SendTimeout),
-                    read_timeout: o(Field::ReadTimeout),
-                    buffer_size: o(Field::BufferSize),
-                    buffers: o(Field::Buffers),
-                    buffering: o(Field::Buffering),
-                    next_upstream: o(Field::NextUpstream),
-                    http_version: o(Field::HttpVersion),
-                    connection_header: o(Field::ConnectionHeader),
-                    host_header: o(Field::HostHeader),
-                    keep_conn: o(Field::KeepConn),
-                    ssl_server_name: o(Field::SslServerName),
-                    ssl_name: o(Field::SslName),
-                    ssl_verify: o(Field::SslVerify),
-                    ssl_trusted_certificate: o(Field::SslTrustedCertificate),
-                    resolver: o(Field::Resolver),
-                    resolver_timeout: o(Field::ResolverTimeout),
-                },
-                live: facts
-                    .live
-                    .iter()
-                    .flatten()
-                    .filter(|r| r.endpoint.targets.contains(&i))
-                    .map(|r| LiveOut {
-                        address: r.endpoint.address.to_string(),
-                        resolution: &r.resolution,
-                        attempts: &r.attempts,
-                    })
-                    .collect(),
-            }
+        .map(|(i, t)| TargetOut {
+            directive: t.kind.directive(),
+            raw: &t.raw,
+            at: at(facts, t.loc),
+            included_from: t.via.iter().map(|l| at(facts, *l)).collect(),
+            scheme: &t.scheme,
+            tls: t.tls,
+            destination: &t.dest,
+            runtime: t.runtime,
+            server_names: t
+                .server
+                .map(|i| m.servers[i].names.as_slice())
+                .unwrap_or_default(),
+            location: &t.location,
+            settings: SettingsOut {
+                facts,
+                settings: &t.settings,
+            },
+            live: facts
+                .live
+                .iter()
+                .flatten()
+                .filter(|r| r.endpoint.targets.contains(&i))
+                .map(|r| LiveOut {
+                    address: r.endpoint.address.to_string(),
+                    resolution: &r.resolution,
+                    attempts: &r.attempts,
+                })
+                .collect(),
         })
         .collect();
     let pools: Vec<Value> = facts
@@ -477,13 +458,13 @@ fn text_report(facts: &Facts, findings: &[Finding], checks: &[Check], lang: Lang
                 s.send_timeout().value,
                 s.read_timeout().value
             );
-            if let Some(v) = &s.http_version() {
+            if let Some(v) = s.http_version() {
                 let _ = write!(line, ", HTTP/{}", v.value);
             }
-            if let Some(c) = &s.connection_header() {
+            if let Some(c) = s.connection_header() {
                 let _ = write!(line, ", Connection \"{}\"", c.value);
             }
-            if let Some(r) = &s.resolver() {
+            if let Some(r) = s.resolver() {
                 let _ = write!(line, ", resolver {}", r.value);
             }
             let _ = writeln!(out, "{line}");

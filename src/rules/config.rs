@@ -480,7 +480,7 @@ impl<'f> Judge<'f> {
                             ));
                         }
                         if !conn_ok {
-                            evidence.push(match &t.settings.connection_header() {
+                            evidence.push(match t.settings.connection_header() {
                                 Some(c) => self.setting("proxy_set_header Connection", c, "the Connection header closes each upstream connection"),
                                 None => Evidence::new("config", "(default)", "proxy_set_header Connection is not set here    ← nginx sends \"Connection: close\" upstream"),
                             });
@@ -704,7 +704,7 @@ impl<'f> Judge<'f> {
                     "proxy"
                 };
                 let mut evidence = vec![self.target_evidence(t, "TLS to a server by name")];
-                if let Some(x) = &s.ssl_server_name() {
+                if let Some(x) = s.ssl_server_name() {
                     evidence.push(self.setting(&format!("{p}_ssl_server_name"), x, "nginx sends no SNI: servers that host several names refuse the handshake or show another certificate"));
                 }
                 self.find("upstream-tls-handshake", 0.55, evidence)
@@ -717,7 +717,7 @@ impl<'f> Judge<'f> {
                     "proxy"
                 };
                 let mut evidence = vec![self.target_evidence(t, "TLS upstream")];
-                if let Some(v) = &s.ssl_verify() {
+                if let Some(v) = s.ssl_verify() {
                     evidence.push(self.setting(&format!("{p}_ssl_verify"), v, &format!("verification on, but no {p}_ssl_trusted_certificate: nginx trusts no CA and every certificate fails")));
                 }
                 self.find("upstream-tls-verify", 0.85, evidence);

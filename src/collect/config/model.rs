@@ -1675,74 +1675,33 @@ fn split_scheme(kind: PassKind, value: &str) -> (compact_str::CompactString, &st
     (own.into(), value)
 }
 
-/// The directives of one kind's settings (`proxy_read_timeout`, `fastcgi_read_timeout` …),
-/// and those all kinds look at.
-struct Names {
-    connect_timeout: Key,
-    send_timeout: Key,
-    read_timeout: Key,
-    buffer_size: Key,
-    buffers: Key,
-    buffering: Key,
-    next_upstream: Key,
-    ssl_server_name: Key,
-    ssl_name: Key,
-    ssl_verify: Key,
-    ssl_trusted_certificate: Key,
-    ssl_protocols: Key,
-    http_version: Key,
-    keep_conn: Key,
-    set_header: Key,
-    resolver: Key,
-    resolver_timeout: Key,
-}
-
-impl Names {
-    /// The directive of a setting (the headers' is `set_header`).
-    fn key(&self, field: Field) -> Key {
-        match field {
-            Field::ConnectTimeout => self.connect_timeout,
-            Field::SendTimeout => self.send_timeout,
-            Field::ReadTimeout => self.read_timeout,
-            Field::BufferSize => self.buffer_size,
-            Field::Buffers => self.buffers,
-            Field::Buffering => self.buffering,
-            Field::NextUpstream => self.next_upstream,
-            Field::HttpVersion => self.http_version,
-            Field::ConnectionHeader | Field::HostHeader => self.set_header,
-            Field::KeepConn => self.keep_conn,
-            Field::SslServerName => self.ssl_server_name,
-            Field::SslName => self.ssl_name,
-            Field::SslVerify => self.ssl_verify,
-            Field::SslTrustedCertificate => self.ssl_trusted_certificate,
-            Field::SslProtocols => self.ssl_protocols,
-            Field::Resolver => self.resolver,
-            Field::ResolverTimeout => self.resolver_timeout,
-        }
-    }
-}
+/// The directive of each of one kind's settings, in [`Field::ALL`]'s order
+/// (`proxy_read_timeout`, `fastcgi_read_timeout` …; the headers' is the kind's `set_header`).
+type Names = [Key; Field::ALL.len()];
 
 macro_rules! names {
     ($p:literal, $read:literal, $send:literal, $set_header:literal) => {
-        Names {
-            connect_timeout: Key::of(concat!($p, "_connect_timeout")),
-            send_timeout: Key::of($send),
-            read_timeout: Key::of($read),
-            buffer_size: Key::of(concat!($p, "_buffer_size")),
-            buffers: Key::of(concat!($p, "_buffers")),
-            buffering: Key::of(concat!($p, "_buffering")),
-            next_upstream: Key::of(concat!($p, "_next_upstream")),
-            ssl_server_name: Key::of(concat!($p, "_ssl_server_name")),
-            ssl_name: Key::of(concat!($p, "_ssl_name")),
-            ssl_verify: Key::of(concat!($p, "_ssl_verify")),
-            ssl_trusted_certificate: Key::of(concat!($p, "_ssl_trusted_certificate")),
-            ssl_protocols: Key::of(concat!($p, "_ssl_protocols")),
-            http_version: Key::of("proxy_http_version"),
-            keep_conn: Key::of("fastcgi_keep_conn"),
-            set_header: Key::of($set_header),
-            resolver: Key::of("resolver"),
-            resolver_timeout: Key::of("resolver_timeout"),
-        }
+        Field::ALL.map(|field| {
+            Key::of(match field {
+                Field::ConnectTimeout => concat!($p, "_connect_timeout"),
+                Field::SendTimeout => $send,
+                Field::ReadTimeout => $read,
+                Field::BufferSize => concat!($p, "_buffer_size"),
+                Field::Buffers => concat!($p, "_buffers"),
+                Field::Buffering => concat!($p, "_buffering"),
+                Field::NextUpstream => concat!($p, "_next_upstream"),
+                Field::HttpVersion => "proxy_http_version",
+                Field::ConnectionHeader | Field::HostHeader => $set_header,
+                Field::KeepConn => "fastcgi_keep_conn",
+                Field::SslServerName => concat!($p, "_ssl_server_name"),
+                Field::SslName => concat!($p, "_ssl_name"),
+                Field::SslVerify => concat!($p, "_ssl_verify"),
+                Field::SslTrustedCertificate => concat!($p, "_ssl_trusted_certificate"),
+                Field::SslProtocols => concat!($p, "_ssl_protocols"),
+                Field::Resolver => "resolver",
+                Field::ResolverTimeout => "resolver_timeout",
+            })
+        })
     };
 }
 
@@ -1826,10 +1785,9 @@ fn value_of(stmt: Stmt) -> compact_str::CompactString {
 
 /// The settings that apply at a target, by nginx's inheritance (those the configuration sets).
 fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Settings {
-    let n = names(kind);
-    // Room for what a target usually has set (a list shrunk in place later, not moved).
+    // Room for what a target usually has set (into_boxed_slice shrinks it).
     let mut set = Vec::with_capacity(8);
-    for field in Field::ALL {
+    for (field, key) in Field::ALL.into_iter().zip(names(kind)) {
         if !field.applies(kind) {
             continue;
         }
@@ -1841,7 +1799,7 @@ fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Set
         let setting = match header {
             // An array directive: the nearest level's last line for this header.
             Some(wanted) => level
-                .last_of_all(n.set_header, |i| {
+                .last_of_all(*key, |i| {
                     i.stmt
                         .arg(0)
                         .is_some_and(|h| h.eq_ignore_ascii_case(wanted))
@@ -1850,7 +1808,7 @@ fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Set
                     value: i.stmt.arg(1).map(unescape).unwrap_or_default().into(),
                     at: Some(loc_of(&i)),
                 }),
-            None => level.last(n.key(field)).map(|i| Setting {
+            None => level.last(*key).map(|i| Setting {
                 value: value_of(i.stmt),
                 at: Some(loc_of(&i)),
             }),

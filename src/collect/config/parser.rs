@@ -685,18 +685,13 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
     // and each distinct argument once (a snippet is often included from thousands of places;
     // the prefix is the same for all, so the argument alone names the pattern).
     let mut resolved: rustc_hash::FxHashMap<String, std::sync::Arc<[FileId]>> = Default::default();
-    // For each file: the files each of its include statements brings in, in the statements'
-    // order, and the same as (file, line) edges for the loop check.
-    let mut brought_by_file: Vec<Vec<(u32, std::sync::Arc<[FileId]>)>> = Vec::new();
-    let mut edges: Vec<Vec<(FileId, u32)>> = Vec::new();
     let mut next = 0;
     while next < files.len() {
         let includes = std::mem::take(&mut pending_includes[next]);
+        // The files each include statement brings in, in the statements' order.
         let mut brought: Vec<(u32, std::sync::Arc<[FileId]>)> = Vec::with_capacity(includes.len());
-        let mut out: Vec<(FileId, u32)> = Vec::new();
         for (index, line, arg) in includes {
             if let Some(ids) = resolved.get(&arg) {
-                out.extend(ids.iter().map(|&id| (id, line)));
                 brought.push((index, ids.clone()));
                 continue;
             }
@@ -776,20 +771,14 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
                 pending_includes.push(its_includes);
                 by_path.insert(key, files.len() - 1);
             }
-            let ids: Vec<FileId> = keys.iter().map(|k| by_path[k]).collect();
-            out.extend(ids.iter().map(|&id| (id, line)));
-            let ids: std::sync::Arc<[FileId]> = ids.into();
+            let ids: std::sync::Arc<[FileId]> = keys.iter().map(|k| by_path[k]).collect();
             brought.push((index, ids.clone()));
             resolved.insert(arg, ids);
         }
-        brought_by_file.push(brought);
-        edges.push(out);
+        files[next].includes = brought;
         next += 1;
     }
-    check_loops(&files, &edges)?;
-    for (file, brought) in files.iter_mut().zip(brought_by_file) {
-        file.includes = brought;
-    }
+    check_loops(&files)?;
     Ok(Config { files, prefix })
 }
 
@@ -838,8 +827,20 @@ fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// Refuses include loops: nginx would include the files again and again until it runs out of
 /// file descriptors.
-/// `edges[f]`: the files file `f` includes, with the line of each include.
-fn check_loops(files: &[SourceFile], edges: &[Vec<(FileId, u32)>]) -> Result<(), ConfigError> {
+fn check_loops(files: &[SourceFile]) -> Result<(), ConfigError> {
+    // Each file's include edges: the files it includes, with the line of each include.
+    let edges: Vec<Vec<(FileId, u32)>> = files
+        .iter()
+        .map(|f| {
+            f.includes
+                .iter()
+                .flat_map(|(index, ids)| {
+                    let line = f.table[*index as usize].line;
+                    ids.iter().map(move |&id| (id, line))
+                })
+                .collect()
+        })
+        .collect();
     // 0 = not visited, 1 = on the current path, 2 = done.
     let mut state = vec![0u8; files.len()];
     // Iterative depth-first search over (file, its include edges).
