@@ -11,7 +11,6 @@
 
 use super::directives::{self, mask, Origin, Terminator};
 use super::lexer::{self, Kind, Lexed, Token};
-use super::model::if_args;
 use super::parser::{glob_sorted, has_magic};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -235,7 +234,10 @@ impl Run<'_> {
             };
             if stmt.directive == "if" {
                 let args: Vec<&str> = stmt.args.iter().map(String::as_str).collect();
-                stmt.args = if_args(&args).into_iter().map(str::to_string).collect();
+                stmt.args = directives::if_args(&args)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
             }
             if let Err(reason) = self.analyze(&stmt, term, ctx) {
                 let message = format!("{reason} in {}:{}", file.file, stmt.line);

@@ -210,8 +210,6 @@ pub fn analyze_counted(
     if !check_args {
         return Ok(());
     }
-    let is_flag =
-        || first.is_some_and(|s| s.eq_ignore_ascii_case("on") || s.eq_ignore_ascii_case("off"));
     let mut problem = Problem::InvalidArgCount;
     // In reverse, so that the first mask (usually the main use) names the problem.
     for m in usable().rev() {
@@ -223,21 +221,81 @@ pub fn analyze_counted(
             problem = Problem::NotTerminated;
             continue;
         }
-        if (n <= 7 && (m >> n) & 1 == 1)
-            || (m & mask::FLAG != 0 && n == 1 && is_flag())
-            || m & mask::ANY != 0
-            || (m & mask::MORE1 != 0 && n >= 1)
-            || (m & mask::MORE2 != 0 && n >= 2)
-        {
+        if takes(m, n, first) {
             return Ok(());
         }
-        problem = if m & mask::FLAG != 0 && n == 1 && !is_flag() {
+        problem = if m & mask::FLAG != 0 && n == 1 && !first.is_some_and(is_flag_value) {
             Problem::InvalidFlag(first.unwrap_or_default().to_string())
         } else {
             Problem::InvalidArgCount
         };
     }
     Err(problem)
+}
+
+/// The contexts (bits of [`mask::CONTEXTS`]) in which [`analyze_counted`] accepts this use of
+/// a directive: worked out once per statement where it is parsed, so that the check of each
+/// place a snippet is included, or of each of thousands of servers, is one `&`.
+pub fn accepted_contexts(
+    masks: &[u32],
+    n: usize,
+    first: Option<&str>,
+    terminator: Terminator,
+    check_args: bool,
+) -> u32 {
+    masks
+        .iter()
+        .filter(|&&m| {
+            !check_args
+                || match m & mask::BLOCK != 0 {
+                    true => terminator == Terminator::Open,
+                    false => terminator == Terminator::Semi,
+                } && takes(m, n, first)
+        })
+        .fold(0, |contexts, m| contexts | (m & mask::CONTEXTS))
+}
+
+/// Whether one of a directive's masks takes `n` arguments, the first of which is `first`.
+fn takes(m: u32, n: usize, first: Option<&str>) -> bool {
+    (n <= 7 && (m >> n) & 1 == 1)
+        || (m & mask::FLAG != 0 && n == 1 && first.is_some_and(is_flag_value))
+        || m & mask::ANY != 0
+        || (m & mask::MORE1 != 0 && n >= 1)
+        || (m & mask::MORE2 != 0 && n >= 2)
+}
+
+/// A flag directive's argument: `on` or `off`, in any case.
+pub fn is_flag_value(s: &str) -> bool {
+    s.eq_ignore_ascii_case("on") || s.eq_ignore_ascii_case("off")
+}
+
+/// Whether a known directive's arguments are checked, not only its context: not for
+/// directives known from the documentation alone (their argument counts are not in the
+/// table), nor for a Lua block (its body arrives as one argument and a `;`).
+pub fn checks_args(d: &Directive) -> bool {
+    d.origin != Origin::Docs
+        && !(d.name.ends_with("_by_lua_block") && super::lexer::LUA_BLOCKS.contains(&d.name))
+}
+
+/// `if`'s arguments without the parentheses, as crossplane and nginx read them.
+pub fn if_args<'s>(args: &[&'s str]) -> Vec<&'s str> {
+    let mut out: Vec<&str> = args.to_vec();
+    if let (Some(first), Some(last)) = (out.first().copied(), out.last().copied()) {
+        if first.starts_with('(') && last.ends_with(')') {
+            let n = out.len();
+            out[0] = out[0][1..].trim_start();
+            let l = out[n - 1];
+            out[n - 1] = l[..l.len() - 1].trim_end();
+            let start = usize::from(out[0].is_empty());
+            let end = n - usize::from(out[n - 1].is_empty());
+            return if start <= end {
+                out[start..end].to_vec()
+            } else {
+                Vec::new()
+            };
+        }
+    }
+    out
 }
 
 /// The known directive an unknown name most likely meant (`proxy_passs` → `proxy_pass`):
@@ -1234,6 +1292,44 @@ mod tests {
         assert_eq!(suggest("fastcgi_pas", mask::HTTP_LOC), Some("fastcgi_pass"));
         assert_eq!(suggest("lisetn", mask::HTTP_SRV), Some("listen"));
         assert_eq!(suggest("completely_unrelated_thing", mask::HTTP_LOC), None);
+    }
+
+    #[test]
+    fn accepted_contexts_are_where_analyze_accepts() {
+        let firsts = [None, Some("on"), Some("OFF"), Some("yes")];
+        let terminators = [Terminator::Semi, Terminator::Open, Terminator::Close];
+        for (name, _, masks) in TABLE {
+            let d = lookup(name).unwrap();
+            for n in 0..10 {
+                for first in firsts {
+                    for terminator in terminators {
+                        for check in [true, false] {
+                            let accepted = accepted_contexts(masks, n, first, terminator, check);
+                            for bit in (0..32)
+                                .map(|b| 1u32 << b)
+                                .filter(|b| b & mask::CONTEXTS != 0)
+                            {
+                                let ok = analyze_counted(masks, bit, n, first, terminator, check)
+                                    .is_ok();
+                                assert_eq!(
+                                    accepted & bit != 0,
+                                    ok,
+                                    "{} {n} {first:?} {terminator:?} {check} {bit:#x}",
+                                    d.name
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn if_arguments() {
+        assert_eq!(if_args(&["($a", "=", "b)"]), ["$a", "=", "b"]);
+        assert_eq!(if_args(&["(", "$a", ")"]), ["$a"]);
+        assert_eq!(if_args(&["($a)"]), ["$a"]);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! wherever in the block it is written; array directives such as `proxy_set_header` are
 //! inherited only by a level that sets none of its own.
 
-use super::directives::{self, mask, Origin};
+use super::directives::{self, mask};
 use super::parser::{unescape, Config, FileId, Stmt, Stmts};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -841,6 +841,9 @@ struct Part {
 /// Runs of at least this many server blocks are built in parallel.
 const PARALLEL_FROM: usize = 16;
 
+/// How many statements of such a run one part builds.
+const PART_SIZE: usize = 64;
+
 /// Builds the model of a loaded configuration.
 pub fn build(config: &Config) -> Model {
     build_with(config, true)
@@ -1004,6 +1007,9 @@ impl<'a> Builder<'a> {
             return;
         }
         let s = item.stmt;
+        if s.accepted_contexts() & ctx.bit() != 0 {
+            return;
+        }
         match s.known() {
             None if directives::is_third_party(item.name) => {}
             None => {
@@ -1015,16 +1021,13 @@ impl<'a> Builder<'a> {
                 self.issue(item, "unknown", message, suggestion);
             }
             Some(d) => {
-                // A Lua block arrives as one argument and a `;` (its body is Lua, not nginx).
-                let check_args = d.origin != Origin::Docs
-                    && !(item.name.ends_with("_by_lua_block")
-                        && super::lexer::LUA_BLOCKS.contains(&item.name));
+                let check_args = directives::checks_args(&d);
                 let checked = if item.name == "if" {
                     let args = s.args().to_vec();
                     directives::analyze(
                         d.masks,
                         ctx.bit(),
-                        &if_args(&args),
+                        &directives::if_args(&args),
                         s.terminator(),
                         check_args,
                     )
@@ -1145,7 +1148,7 @@ impl<'a> Builder<'a> {
                     _ => compact_str::format_compact!(
                         "{} ({})",
                         item.name,
-                        if_args(&item.stmt.args().to_vec()).join(" ")
+                        directives::if_args(&item.stmt.args().to_vec()).join(" ")
                     ),
                 };
                 let inner = if path.is_empty() {
@@ -1211,19 +1214,20 @@ impl<'a> Builder<'a> {
     ) {
         use rayon::prelude::*;
         let this = &*self;
+        // Parts of a fixed number of servers, not one per worker: a part's targets grow by
+        // doubling, and a worker's thousands of them would be copied (into fresh memory) as
+        // often as that doubles.
         let parts: Vec<Part> = run
-            .par_iter()
-            .with_min_len(PARALLEL_FROM)
-            .fold(
-                || this.part(),
-                |mut part, item| {
+            .par_chunks(PART_SIZE)
+            .map(|servers| {
+                let mut part = this.part();
+                for item in servers {
                     part.block(item, ctx, level, None, "", depth);
-                    part
-                },
-            )
-            .map(|part| Part {
-                model: part.model,
-                var_values: part.var_values,
+                }
+                Part {
+                    model: part.model,
+                    var_values: part.var_values,
+                }
             })
             .collect();
         // Room for all of them at once: the targets are large, and growing by doubling would
@@ -1615,27 +1619,6 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// `if`'s arguments without the parentheses, as crossplane and nginx read them.
-pub fn if_args<'s>(args: &[&'s str]) -> Vec<&'s str> {
-    let mut out: Vec<&str> = args.to_vec();
-    if let (Some(first), Some(last)) = (out.first().copied(), out.last().copied()) {
-        if first.starts_with('(') && last.ends_with(')') {
-            let n = out.len();
-            out[0] = out[0][1..].trim_start();
-            let l = out[n - 1];
-            out[n - 1] = l[..l.len() - 1].trim_end();
-            let start = usize::from(out[0].is_empty());
-            let end = n - usize::from(out[n - 1].is_empty());
-            return if start <= end {
-                out[start..end].to_vec()
-            } else {
-                Vec::new()
-            };
-        }
-    }
-    out
-}
-
 fn pass_kind(name: &str, ctx: Ctx) -> Option<PassKind> {
     let http = matches!(
         ctx,
@@ -1983,12 +1966,5 @@ mod tests {
                 vec!["a:81".into(), "c:81".into()]
             ]
         );
-    }
-
-    #[test]
-    fn if_arguments() {
-        assert_eq!(if_args(&["($a", "=", "b)"]), ["$a", "=", "b"]);
-        assert_eq!(if_args(&["(", "$a", ")"]), ["$a"]);
-        assert_eq!(if_args(&["($a)"]), ["$a"]);
     }
 }

@@ -11,7 +11,7 @@
 //! braces, a missing `;`, an unterminated quote, an explicit include that cannot be opened, an
 //! include loop, binary data, a file too large to be a configuration.
 
-use super::directives::Terminator;
+use super::directives::{self, Terminator};
 use super::lexer::{self, Kind, Lexed};
 use std::fmt;
 use std::io::Read;
@@ -50,6 +50,8 @@ struct StmtData {
     /// The directive's position in the table of known directives, or [`UNKNOWN`].
     id: u16,
     terminator: Terminator,
+    /// Where its arguments and terminator are right: [`directives::accepted_contexts`].
+    accepted_contexts: u32,
 }
 
 /// [`StmtData::id`] of a name the table of directives does not know.
@@ -87,7 +89,7 @@ impl<'a> Stmt<'a> {
         // A known directive's name is the table's (the same text, without slicing the file's).
         match d.id {
             UNKNOWN => self.file.word(d.first_word),
-            id => super::directives::by_index(id).name,
+            id => directives::by_index(id).name,
         }
     }
 
@@ -98,12 +100,18 @@ impl<'a> Stmt<'a> {
     }
 
     /// The directive's entry in the table, when it is a known one.
-    pub fn known(self) -> Option<super::directives::Directive> {
-        self.id().map(super::directives::by_index)
+    pub fn known(self) -> Option<directives::Directive> {
+        self.id().map(directives::by_index)
     }
 
     pub fn line(self) -> u32 {
         self.data().line
+    }
+
+    /// The contexts (bits of [`directives::mask::CONTEXTS`]) where this use of the directive
+    /// is right, as [`directives::analyze`] would find (none for an unknown directive).
+    pub fn accepted_contexts(self) -> u32 {
+        self.data().accepted_contexts
     }
 
     pub fn terminator(self) -> Terminator {
@@ -431,8 +439,26 @@ pub fn read_text(
             ),
         ));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    // Read to the end (a file may grow after the `stat`) into room for what the `stat` said and
+    // a byte more: two reads for most files, where `read_to_end` behind `take` makes three.
+    let mut bytes = vec![0u8; meta.len() as usize + 1];
+    let mut filled = 0;
+    loop {
+        if filled == bytes.len() {
+            if filled as u64 > limit {
+                break;
+            }
+            let grown = (filled * 2).min(limit as usize + 1);
+            bytes.resize(grown, 0);
+        }
+        match (&file).read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    bytes.truncate(filled);
     if bytes.len() as u64 > limit {
         return Err(error(
             path,
@@ -501,6 +527,10 @@ fn parse_tokens_noting(
     };
     // The statements whose blocks are open, innermost last.
     let mut open: Vec<usize> = Vec::new();
+    // The accepted contexts of the last statement shapes seen (a file repeats a few dozen):
+    // shape key (see below), contexts.
+    const SHAPES: usize = 64;
+    let mut shapes = [(u32::MAX, 0u32); SHAPES];
     while let Some(t) = tokens.next() {
         match t.kind {
             Kind::Close if !t.quoted => {
@@ -519,7 +549,7 @@ fn parse_tokens_noting(
             _ => {}
         }
         let name = lexed.text(t);
-        let id = super::directives::lookup(name).map_or(UNKNOWN, |d| d.index);
+        let id = directives::lookup(name).map_or(UNKNOWN, |d| d.index);
         let line = t.line;
         let first_word = words.len();
         words.push(word(t, &mut extra));
@@ -557,6 +587,44 @@ fn parse_tokens_noting(
             let arg = word_str(&lexed.source, &extra, words[first_word + 1]);
             includes.push((table.len() as u32, line, unescape(arg).into_owned()));
         }
+        let accepted_contexts = match id {
+            UNKNOWN => 0,
+            id => {
+                let d = directives::by_index(id);
+                let arg = |i: usize| word_str(&lexed.source, &extra, words[first_word + 1 + i]);
+                if name == "if" {
+                    let all: Vec<&str> = (0..args as usize).map(arg).collect();
+                    let args = directives::if_args(&all);
+                    directives::accepted_contexts(
+                        d.masks,
+                        args.len(),
+                        args.first().copied(),
+                        terminator,
+                        directives::checks_args(&d),
+                    )
+                } else {
+                    // What decides it: the directive, the number of arguments (any above
+                    // eight alike), the terminator, and whether a lone argument is on or off.
+                    let first = (args == 1).then(|| arg(0));
+                    let shape = u32::from(id)
+                        | args.min(8) << 16
+                        | (terminator as u32) << 20
+                        | u32::from(first.is_some_and(directives::is_flag_value)) << 22;
+                    let slot = &mut shapes[(usize::from(id) ^ args as usize) & (SHAPES - 1)];
+                    if slot.0 != shape {
+                        let accepted = directives::accepted_contexts(
+                            d.masks,
+                            args as usize,
+                            first,
+                            terminator,
+                            directives::checks_args(&d),
+                        );
+                        *slot = (shape, accepted);
+                    }
+                    slot.1
+                }
+            }
+        };
         let index = table.len();
         table.push(StmtData {
             first_word: first_word as u32,
@@ -565,6 +633,7 @@ fn parse_tokens_noting(
             end: index as u32 + 1,
             id,
             terminator,
+            accepted_contexts,
         });
         if terminator == Terminator::Open {
             if open.len() >= MAX_DEPTH {
@@ -654,6 +723,70 @@ pub fn glob_sorted(pattern: &str) -> Vec<PathBuf> {
     found
 }
 
+/// The regular files a glob pattern names, sorted like glob(3), each with its [`FileKey`]
+/// (directories, FIFOs, sockets and devices are left out: nginx could not parse them).
+fn glob_files(pattern: &Path) -> Vec<(PathBuf, FileKey)> {
+    let keyed = |p: PathBuf| {
+        let meta = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
+        Some((p, FileKey::of(&meta)))
+    };
+    let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name()) else {
+        return Vec::new();
+    };
+    let (Some(dir_text), Some(name)) = (dir.to_str(), name.to_str()) else {
+        return glob_sorted(&pattern.to_string_lossy())
+            .into_iter()
+            .filter_map(keyed)
+            .collect();
+    };
+    if has_magic(dir_text) {
+        return glob_sorted(&pattern.to_string_lossy())
+            .into_iter()
+            .filter_map(keyed)
+            .collect();
+    }
+    // The usual case, a pattern in the last component only (`sites-enabled/*`): one read of
+    // the directory, whose entries give their type and inode, rather than a `stat` per file
+    // (hundreds of them, before the files can be parsed in parallel).
+    use std::os::unix::fs::{DirEntryExt, MetadataExt};
+    let Ok(pattern) = glob::Pattern::new(name) else {
+        return Vec::new();
+    };
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    let listed = if dir_text.is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let (Ok(entries), Ok(dir_meta)) = (std::fs::read_dir(listed), std::fs::metadata(listed)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(PathBuf, FileKey)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| pattern.matches_with(n, options))
+        })
+        .filter_map(|e| match e.file_type() {
+            // A regular file is on its directory's device (mount points are directories).
+            Ok(t) if t.is_file() => Some((
+                dir.join(e.file_name()),
+                FileKey::Inode(dir_meta.dev(), e.ino()),
+            )),
+            // A link is what it points to.
+            Ok(t) if t.is_symlink() => keyed(dir.join(e.file_name())),
+            _ => None,
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
+    found
+}
+
 /// Parses several files, on all cores when there are several: each file is independent, and
 /// a glob such as `sites/*.conf` brings in hundreds at once. The results keep `paths`' order.
 fn parse_many(paths: &[PathBuf]) -> Vec<Result<(SourceFile, Vec<IncludeArg>), ConfigError>> {
@@ -701,15 +834,9 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
             } else {
                 prefix.join(&arg)
             };
-            // The files, each with what makes it one file (one `stat` each).
+            // The files, each with what makes it one file.
             let (paths, keys): (Vec<PathBuf>, Vec<FileKey>) = if has_magic(&arg) {
-                glob_sorted(&pattern.to_string_lossy())
-                    .into_iter()
-                    .filter_map(|p| {
-                        let meta = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
-                        Some((p, FileKey::of(&meta)))
-                    })
-                    .unzip()
+                glob_files(&pattern).into_iter().unzip()
             } else {
                 let opened = open_without_waiting(&pattern).and_then(|f| f.metadata());
                 match opened {
@@ -828,53 +955,46 @@ fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
 /// Refuses include loops: nginx would include the files again and again until it runs out of
 /// file descriptors.
 fn check_loops(files: &[SourceFile]) -> Result<(), ConfigError> {
-    // Each file's include edges: the files it includes, with the line of each include.
-    let edges: Vec<Vec<(FileId, u32)>> = files
-        .iter()
-        .map(|f| {
-            f.includes
-                .iter()
-                .flat_map(|(index, ids)| {
-                    let line = f.table[*index as usize].line;
-                    ids.iter().map(move |&id| (id, line))
-                })
-                .collect()
-        })
-        .collect();
     // 0 = not visited, 1 = on the current path, 2 = done.
     let mut state = vec![0u8; files.len()];
-    // Iterative depth-first search over (file, its include edges).
-    let mut stack: Vec<(FileId, usize)> = vec![(0, 0)];
+    // Iterative depth-first search over each file's include edges, read in place: the file,
+    // its include statement (index in `includes`) and the file of it to follow next.
+    let mut stack: Vec<(FileId, usize, usize)> = vec![(0, 0, 0)];
     state[0] = 1;
-    while let Some(&mut (file, ref mut next)) = stack.last_mut() {
-        if let Some(&(to, line)) = edges[file].get(*next) {
-            *next += 1;
-            match state[to] {
-                0 => {
-                    state[to] = 1;
-                    stack.push((to, 0));
-                }
-                1 => {
-                    let chain: Vec<String> = stack
-                        .iter()
-                        .map(|(f, _)| files[*f].path.display().to_string())
-                        .skip_while(|p| *p != files[to].path.display().to_string())
-                        .collect();
-                    return Err(error(
-                        &files[file].path,
-                        Some(line),
-                        format!(
-                            "include loop: {} includes {} again",
-                            chain.join(" → "),
-                            files[to].path.display()
-                        ),
-                    ));
-                }
-                _ => {}
-            }
-        } else {
+    while let Some(&mut (file, ref mut include, ref mut next)) = stack.last_mut() {
+        let Some((index, ids)) = files[file].includes.get(*include) else {
             state[file] = 2;
             stack.pop();
+            continue;
+        };
+        let Some(&to) = ids.get(*next) else {
+            *include += 1;
+            *next = 0;
+            continue;
+        };
+        *next += 1;
+        match state[to] {
+            0 => {
+                state[to] = 1;
+                stack.push((to, 0, 0));
+            }
+            1 => {
+                let chain: Vec<String> = stack
+                    .iter()
+                    .map(|(f, _, _)| files[*f].path.display().to_string())
+                    .skip_while(|p| *p != files[to].path.display().to_string())
+                    .collect();
+                return Err(error(
+                    &files[file].path,
+                    Some(files[file].table[*index as usize].line),
+                    format!(
+                        "include loop: {} includes {} again",
+                        chain.join(" → "),
+                        files[to].path.display()
+                    ),
+                ));
+            }
+            _ => {}
         }
     }
     Ok(())
