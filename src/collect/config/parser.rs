@@ -1110,6 +1110,52 @@ mod tests {
     }
 
     #[test]
+    fn a_glob_takes_files_and_links_to_files_sorted_and_each_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("sites/dir.conf")).unwrap();
+        std::fs::create_dir(d.join("other")).unwrap();
+        std::fs::write(d.join("shared.conf"), "s 1;\n").unwrap();
+        std::fs::write(d.join("other/elsewhere.conf"), "e 1;\n").unwrap();
+        std::fs::write(d.join("sites/b.conf"), "b 1;\n").unwrap();
+        std::fs::write(d.join("sites/a.conf"), "a 1;\n").unwrap();
+        std::fs::write(d.join("sites/.hidden.conf"), "h 1;\n").unwrap();
+        std::fs::write(d.join("sites/c.txt"), "c 1;\n").unwrap();
+        std::os::unix::fs::symlink(d.join("shared.conf"), d.join("sites/link.conf")).unwrap();
+        std::os::unix::fs::symlink("../other/elsewhere.conf", d.join("sites/rel.conf")).unwrap();
+        std::os::unix::fs::symlink(d.join("missing.conf"), d.join("sites/dangling.conf")).unwrap();
+        let main = d.join("nginx.conf");
+        // shared.conf comes in by name first, then through the link: parsed once.
+        std::fs::write(&main, "include shared.conf;\ninclude sites/*.conf;\n").unwrap();
+        let config = load(&main).unwrap();
+        let names: Vec<String> = config
+            .files
+            .iter()
+            .map(|f| f.path.strip_prefix(d).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "nginx.conf",
+                "shared.conf",
+                "sites/a.conf",
+                "sites/b.conf",
+                "sites/rel.conf"
+            ]
+        );
+        let brought: Vec<&[FileId]> = config.files[0]
+            .includes
+            .iter()
+            .map(|(_, ids)| &ids[..])
+            .collect();
+        assert_eq!(
+            brought,
+            [&[1][..], &[2, 3, 1, 4][..]],
+            "the link to shared.conf is file 1"
+        );
+    }
+
+    #[test]
     fn a_fifo_is_refused_at_once_and_skipped_by_a_glob() {
         use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();
