@@ -96,6 +96,9 @@ pub struct Lexed {
     pub fatal: Option<Fatal>,
     /// Lines where a non-ASCII space (U+00A0 …) separated words: nginx reads it as part of a word.
     pub odd_spaces: Vec<u32>,
+    /// How many statements the tokens hold (their `;` and `{`), so that the parser's table
+    /// is made the right size at once.
+    pub statements: usize,
 }
 
 impl Lexed {
@@ -700,10 +703,15 @@ fn lex_with(source: String, mut buffer: Vec<Token>, simple: bool) -> Lexed {
     // Balance braces the way crossplane does: the first `}` too many, else a missing `}` at
     // the end (after a lexing error, the tokens read so far are what there is).
     let mut depth = 0i64;
+    let mut statements = 0;
     for (i, t) in tokens.iter().enumerate() {
         match (t.kind, t.quoted) {
-            (Kind::Open, false) => depth += 1,
+            (Kind::Open, false) => {
+                depth += 1;
+                statements += 1;
+            }
             (Kind::Close, false) => depth -= 1,
+            (Kind::Semi, false) => statements += 1,
             _ => {}
         }
         if depth < 0 {
@@ -735,6 +743,7 @@ fn lex_with(source: String, mut buffer: Vec<Token>, simple: bool) -> Lexed {
         tokens,
         fatal,
         odd_spaces,
+        statements,
     }
 }
 

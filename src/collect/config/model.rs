@@ -701,6 +701,9 @@ struct Level<'a, 'p> {
     present: [u64; 4],
     /// Whether a directive the table does not know occurs here.
     has_unknown: bool,
+    /// `present` of this level and every level around it: most settings are set nowhere
+    /// above a target, which this tells at once.
+    present_around: [u64; 4],
     /// Positions of each known directive in `items`, for big blocks (an http{} with thousands
     /// of servers is searched for every setting of every target).
     index: Option<rustc_hash::FxHashMap<u16, Vec<u32>>>,
@@ -733,11 +736,18 @@ impl<'a, 'p> Level<'a, 'p> {
             }
             index
         });
+        let mut present_around = present;
+        if let Some(p) = parent {
+            for (mine, theirs) in present_around.iter_mut().zip(p.present_around) {
+                *mine |= theirs;
+            }
+        }
         Level {
             parent,
             items,
             present,
             has_unknown,
+            present_around,
             index,
         }
     }
@@ -758,8 +768,19 @@ impl<'a, 'p> Level<'a, 'p> {
         }
     }
 
+    /// Whether `key` may occur at this level or one around it (false: it surely does not).
+    fn may_have_around(&self, key: Key) -> bool {
+        match key.index {
+            Some(id) => self.present_around[usize::from(id >> 6) & 3] & (1 << (id & 63)) != 0,
+            None => true,
+        }
+    }
+
     /// The nearest level's last use of `key`.
     fn last(&self, key: Key) -> Option<Item<'a>> {
+        if !self.may_have_around(key) {
+            return None;
+        }
         let mut level = Some(self);
         while let Some(l) = level {
             if l.may_have(key) {
@@ -779,6 +800,9 @@ impl<'a, 'p> Level<'a, 'p> {
     /// The last of the uses of `key` at the nearest level that has one (array directives,
     /// such as `proxy_set_header`) for which `wanted` holds.
     fn last_of_all(&self, key: Key, wanted: impl Fn(&Item) -> bool) -> Option<Item<'a>> {
+        if !self.may_have_around(key) {
+            return None;
+        }
         let mut level = Some(self);
         while let Some(l) = level {
             if l.may_have(key) {

@@ -509,7 +509,7 @@ fn parse_tokens_noting(
     let mut tokens = lexed.tokens[..end]
         .iter()
         .filter(|t| t.kind != Kind::Comment);
-    let mut table: Vec<StmtData> = Vec::with_capacity(end / 4);
+    let mut table: Vec<StmtData> = Vec::with_capacity(lexed.statements);
     let mut words: Vec<Word> = Vec::with_capacity(end);
     let mut extra = String::new();
     let word = |t: &lexer::Token, extra: &mut String| -> Word {
