@@ -1165,10 +1165,7 @@ impl<'a> Builder<'a> {
             Ctx::HttpLocation | Ctx::HttpLocationIf | Ctx::HttpServerIf | Ctx::HttpLimitExcept => {
                 // Inline strings when short (most are): there are as many as targets.
                 let label: compact_str::CompactString = match child_ctx {
-                    Ctx::HttpLocation => match item.stmt.args().first() {
-                        Some(one) if item.stmt.args().len() == 1 => one.into(),
-                        _ => item.stmt.args().join(" ").into(),
-                    },
+                    Ctx::HttpLocation => item.stmt.args().join(" "),
                     _ => compact_str::format_compact!(
                         "{} ({})",
                         item.name,
@@ -1270,7 +1267,7 @@ impl<'a> Builder<'a> {
         let s = item.stmt;
         let loc = self.loc(item);
         let setting = |s: Stmt| Setting {
-            value: s.args().join(" ").into(),
+            value: s.args().join(" "),
             at: Some(loc),
         };
         match (ctx, item.name) {
@@ -1440,7 +1437,7 @@ impl<'a> Builder<'a> {
                 }
                 "keepalive_timeout" => {
                     group.keepalive_timeout = Some(Setting {
-                        value: s.args().join(" ").into(),
+                        value: s.args().join(" "),
                         at: Some(loc),
                     })
                 }

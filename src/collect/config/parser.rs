@@ -207,13 +207,15 @@ impl<'a> Args<'a> {
         }
     }
 
-    pub fn join(&self, separator: &str) -> String {
+    /// The words with `separator` between them (inline when short: a location's label, a
+    /// setting's value).
+    pub fn join(&self, separator: &str) -> compact_str::CompactString {
         if let [one] = self.words {
-            return self.file.word_text(*one).to_string();
+            return self.file.word_text(*one).into();
         }
         let size = self.iter().map(str::len).sum::<usize>()
             + separator.len() * self.len().saturating_sub(1);
-        let mut out = String::with_capacity(size);
+        let mut out = compact_str::CompactString::with_capacity(size);
         for (i, a) in self.iter().enumerate() {
             if i > 0 {
                 out.push_str(separator);
