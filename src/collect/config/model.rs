@@ -1582,7 +1582,7 @@ impl<'a> Builder<'a> {
             // A name without a port may be a group's.
             if let Dest::Address {
                 address: Address::Tcp { host, port: None },
-            } = &target.dest
+            } = &mut target.dest
             {
                 let protocol = if target.kind == PassKind::Stream {
                     "stream"
@@ -1590,7 +1590,7 @@ impl<'a> Builder<'a> {
                     "http"
                 };
                 if let Some(&index) = groups.get(&(host.as_str(), protocol)) {
-                    let name = host.clone();
+                    let name = std::mem::take(host);
                     target.dest = Dest::Group { name, index };
                 }
             }

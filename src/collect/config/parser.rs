@@ -710,14 +710,16 @@ pub fn has_magic(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
+/// How glob(3) matches: `*` stops at `/`, and only a literal dot matches a leading dot.
+const GLOB_OPTIONS: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: true,
+};
+
 /// The files a glob pattern names, sorted like glob(3) (dot files need a literal dot).
 pub fn glob_sorted(pattern: &str) -> Vec<PathBuf> {
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: true,
-    };
-    let mut found: Vec<PathBuf> = match glob::glob_with(pattern, options) {
+    let mut found: Vec<PathBuf> = match glob::glob_with(pattern, GLOB_OPTIONS) {
         Ok(paths) => paths.filter_map(Result::ok).collect(),
         Err(_) => Vec::new(),
     };
@@ -735,29 +737,22 @@ fn glob_files(pattern: &Path) -> Vec<(PathBuf, FileKey)> {
     let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name()) else {
         return Vec::new();
     };
-    let (Some(dir_text), Some(name)) = (dir.to_str(), name.to_str()) else {
+    let last_only = match (dir.to_str(), name.to_str()) {
+        (Some(dir_text), Some(name)) if !has_magic(dir_text) => Some((dir_text, name)),
+        _ => None,
+    };
+    let Some((dir_text, name)) = last_only else {
         return glob_sorted(&pattern.to_string_lossy())
             .into_iter()
             .filter_map(keyed)
             .collect();
     };
-    if has_magic(dir_text) {
-        return glob_sorted(&pattern.to_string_lossy())
-            .into_iter()
-            .filter_map(keyed)
-            .collect();
-    }
     // The usual case, a pattern in the last component only (`sites-enabled/*`): one read of
     // the directory, whose entries give their type and inode, rather than a `stat` per file
     // (hundreds of them, before the files can be parsed in parallel).
     use std::os::unix::fs::{DirEntryExt, MetadataExt};
     let Ok(pattern) = glob::Pattern::new(name) else {
         return Vec::new();
-    };
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: true,
     };
     let listed = if dir_text.is_empty() {
         Path::new(".")
@@ -772,7 +767,7 @@ fn glob_files(pattern: &Path) -> Vec<(PathBuf, FileKey)> {
         .filter(|e| {
             e.file_name()
                 .to_str()
-                .is_some_and(|n| pattern.matches_with(n, options))
+                .is_some_and(|n| pattern.matches_with(n, GLOB_OPTIONS))
         })
         .filter_map(|e| match e.file_type() {
             // A regular file is on its directory's device (mount points are directories).
