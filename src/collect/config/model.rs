@@ -862,10 +862,10 @@ struct Part {
     var_values: Vec<VarValues>,
 }
 
-/// Runs of at least this many server blocks are built in parallel.
+/// An http (or stream) level with at least this many blocks has them built in parallel.
 const PARALLEL_FROM: usize = 16;
 
-/// How many statements of such a run one part builds.
+/// How many statements of such a level one part builds.
 const PART_SIZE: usize = 64;
 
 /// Builds the model of a loaded configuration.
@@ -1090,33 +1090,17 @@ impl<'a> Builder<'a> {
             self.analyze(item, ctx);
             self.record(item, ctx, server);
         }
-        // Blocks in order; a run of many server blocks (directives between them do not
-        // matter here) is built in parallel.
-        let mut i = 0;
-        while i < items.len() {
-            if self.parallel && matches!(ctx, Ctx::Http | Ctx::Stream) {
-                let run = items[i..]
-                    .iter()
-                    .take_while(|item| {
-                        item.stmt.block().is_none()
-                            || matches!(ctx.enter(item.name), Ctx::HttpServer | Ctx::StreamServer)
-                    })
-                    .count();
-                if run > 0 {
-                    let run = &items[i..i + run];
-                    if run.iter().filter(|it| it.stmt.block().is_some()).count() >= PARALLEL_FROM {
-                        self.servers_in_parallel(run, ctx, level, depth);
-                    } else {
-                        for item in run {
-                            self.block(item, ctx, level, server, path, depth);
-                        }
-                    }
-                    i += run.len();
-                    continue;
-                }
+        // Blocks in order; at the http (or stream) level, where each block stands on its own
+        // (servers, upstream groups, maps: none looks at another's), many are built in parallel.
+        let parallel = self.parallel
+            && matches!(ctx, Ctx::Http | Ctx::Stream)
+            && items.iter().filter(|it| it.stmt.block().is_some()).count() >= PARALLEL_FROM;
+        if parallel {
+            self.blocks_in_parallel(items, ctx, level, depth);
+        } else {
+            for item in items {
+                self.block(item, ctx, level, server, path, depth);
             }
-            self.block(&items[i], ctx, level, server, path, depth);
-            i += 1;
         }
         for item in items {
             if let Some(kind) = pass_kind(item.name, ctx) {
@@ -1223,12 +1207,12 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Server blocks on all cores: each worker builds its share of them into a part of its
-    /// own, and the parts are merged in the configuration's order, so that the model is the
-    /// one a single walk would build.
-    fn servers_in_parallel(
+    /// The blocks of the http (or stream) level on all cores: each part of them is built
+    /// into a model of its own, and the parts are merged in the configuration's order, so
+    /// that the model is the one a single walk would build.
+    fn blocks_in_parallel(
         &mut self,
-        run: &[Item<'a>],
+        items: &[Item<'a>],
         ctx: Ctx,
         level: &Level<'a, '_>,
         depth: usize,
@@ -1238,11 +1222,11 @@ impl<'a> Builder<'a> {
         // Parts of a fixed number of servers, not one per worker: a part's targets grow by
         // doubling, and a worker's thousands of them would be copied (into fresh memory) as
         // often as that doubles.
-        let parts: Vec<Part> = run
+        let parts: Vec<Part> = items
             .par_chunks(PART_SIZE)
-            .map(|servers| {
+            .map(|chunk| {
                 let mut part = this.part();
-                for item in servers {
+                for item in chunk {
                     part.block(item, ctx, level, None, "", depth);
                 }
                 Part {
@@ -1902,14 +1886,15 @@ mod tests {
     }
 
     #[test]
-    fn servers_built_in_parallel_make_the_model_of_a_single_walk() {
+    fn blocks_built_in_parallel_make_the_model_of_a_single_walk() {
         // Enough servers for several parts, with what a part hands back: issues (some the
-        // same), sets, maps before and after, access logs, includes, a group declared between
-        // servers, and a stream block.
+        // same), sets, maps before and after, access logs, includes, groups declared between
+        // servers (one with a typo), and a stream block.
+        let n = 3 * PART_SIZE;
         let mut main = String::from(
             "events {}\nhttp {\n log_format main '$remote_addr';\n map $host $mapped { default 10.0.0.9:80; }\n upstream grp { server 10.1.1.1:80; keepalive 4; }\n",
         );
-        for i in 0..3 * PARALLEL_FROM {
+        for i in 0..n {
             main.push_str(&format!(
                 " server {{\n  listen 127.0.0.1:{};\n  server_name s{i}.test;\n",
                 8000 + i
@@ -1930,8 +1915,8 @@ mod tests {
                 "  location / {{ proxy_pass http://grp; proxy_read_timeout {}s; }}\n  location /v {{ proxy_pass http://$be; }}\n  location /m {{ proxy_pass http://$mapped; }}\n  location /l {{ proxy_pass http://$late; }}\n  location ~ \\.php$ {{ fastcgi_pass unix:/run/s{i}.sock; if ($x) {{ return 404; }} }}\n }}\n",
                 i + 1
             ));
-            if i == PARALLEL_FROM {
-                main.push_str(" upstream mid { server 10.9.9.9; }\n server { location / { proxy_pass http://mid; } }\n");
+            if i == PART_SIZE + 1 {
+                main.push_str(" upstream mid { server 10.9.9.9; keepaliv 2; }\n server { location / { proxy_pass http://mid; } }\n");
             }
         }
         main.push_str(" map $uri $late { default 10.3.3.3:80; }\n}\nstream {\n");
@@ -1952,14 +1937,8 @@ mod tests {
             serde_json::to_value(&parallel).unwrap(),
             serde_json::to_value(&serial).unwrap()
         );
-        assert_eq!(
-            parallel.servers.len(),
-            3 * PARALLEL_FROM + 1 + 2 * PARALLEL_FROM
-        );
-        assert_eq!(
-            parallel.targets.len(),
-            3 * PARALLEL_FROM * 5 + 1 + 2 * PARALLEL_FROM
-        );
+        assert_eq!(parallel.servers.len(), n + 1 + 2 * PARALLEL_FROM);
+        assert_eq!(parallel.targets.len(), n * 5 + 1 + 2 * PARALLEL_FROM);
         // Each typo once per line, and the snippet's once per include line.
         assert!(parallel.issues.len() > 3, "{:?}", parallel.issues);
     }
