@@ -488,12 +488,22 @@ pub fn read_text(
 
 /// Builds the statement table of one lexed file, or the first error nginx would report.
 pub fn parse_tokens(mut lexed: Lexed, path: &Path) -> Result<SourceFile, ConfigError> {
-    parse_tokens_noting(&mut lexed, path, None, &mut Vec::new())
+    parse_tokens_noting(&mut lexed, path, None, &mut Includes::default())
 }
 
-/// An `include` with one argument: its index in the file's table, its line, and the argument
-/// as nginx reads it.
-type IncludeArg = (u32, u32, String);
+/// A file's `include` statements (those with one argument): each distinct argument, as nginx
+/// reads it, with the line of its first use, and each statement's index in the table with
+/// the number of its argument. A file often includes the same snippets in each of its servers:
+/// [`load`], which resolves them one after the other, looks each up once per file.
+#[derive(Default)]
+struct Includes {
+    args: Vec<(String, u32)>,
+    uses: Vec<(u32, u32)>,
+}
+
+/// How many distinct include arguments of a file are compared with a new one (beyond, the
+/// argument is noted again: resolving it twice is only slower).
+const INCLUDE_ARGS_COMPARED: usize = 32;
 
 /// [`parse_tokens`], noting every `include` in `includes` as it goes, so that [`load`] need
 /// not walk the statements again to find them. The file takes the text; the tokens stay, for
@@ -502,7 +512,7 @@ fn parse_tokens_noting(
     lexed: &mut Lexed,
     path: &Path,
     modified: Option<std::time::SystemTime>,
-    includes: &mut Vec<IncludeArg>,
+    includes: &mut Includes,
 ) -> Result<SourceFile, ConfigError> {
     let end = lexed
         .fatal
@@ -587,7 +597,17 @@ fn parse_tokens_noting(
         let args = (words.len() - first_word - 1) as u32;
         if name == "include" && args == 1 && terminator == Terminator::Semi {
             let arg = word_str(&lexed.source, &extra, words[first_word + 1]);
-            includes.push((table.len() as u32, line, unescape(arg).into_owned()));
+            let arg = unescape(arg);
+            let known = includes
+                .args
+                .iter()
+                .take(INCLUDE_ARGS_COMPARED)
+                .position(|(a, _)| *a == arg);
+            let number = known.unwrap_or_else(|| {
+                includes.args.push((arg.into_owned(), line));
+                includes.args.len() - 1
+            });
+            includes.uses.push((table.len() as u32, number as u32));
         }
         let accepted_contexts = match id {
             UNKNOWN => 0,
@@ -690,14 +710,11 @@ pub fn parse_file(path: &Path, limit: u64) -> Result<SourceFile, ConfigError> {
 }
 
 /// [`parse_file`], with the file's `include` arguments in order.
-fn parse_file_noting(
-    path: &Path,
-    limit: u64,
-) -> Result<(SourceFile, Vec<IncludeArg>), ConfigError> {
+fn parse_file_noting(path: &Path, limit: u64) -> Result<(SourceFile, Includes), ConfigError> {
     let (text, modified) = read_text(path, limit)?;
     let buffer = TOKENS.with(|t| std::mem::take(&mut *t.borrow_mut()));
     let mut lexed = lexer::lex_into(text, buffer);
-    let mut includes = Vec::new();
+    let mut includes = Includes::default();
     let parsed = parse_tokens_noting(&mut lexed, path, modified, &mut includes);
     let mut tokens = std::mem::take(&mut lexed.tokens);
     tokens.clear();
@@ -786,7 +803,7 @@ fn glob_files(pattern: &Path) -> Vec<(PathBuf, FileKey)> {
 
 /// Parses several files, on all cores when there are several: each file is independent, and
 /// a glob such as `sites/*.conf` brings in hundreds at once. The results keep `paths`' order.
-fn parse_many(paths: &[PathBuf]) -> Vec<Result<(SourceFile, Vec<IncludeArg>), ConfigError>> {
+fn parse_many(paths: &[PathBuf]) -> Vec<Result<(SourceFile, Includes), ConfigError>> {
     use rayon::prelude::*;
     if paths.len() < 4 {
         return paths
@@ -817,12 +834,13 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
     let mut resolved: rustc_hash::FxHashMap<String, std::sync::Arc<[FileId]>> = Default::default();
     let mut next = 0;
     while next < files.len() {
-        let includes = std::mem::take(&mut pending_includes[next]);
-        // The files each include statement brings in, in the statements' order.
-        let mut brought: Vec<(u32, std::sync::Arc<[FileId]>)> = Vec::with_capacity(includes.len());
-        for (index, line, arg) in includes {
+        let Includes { args, uses } = std::mem::take(&mut pending_includes[next]);
+        // The files each distinct argument brings in, in the order of their first uses (so
+        // that the first failing include statement is the one reported).
+        let mut brought_by_arg: Vec<std::sync::Arc<[FileId]>> = Vec::with_capacity(args.len());
+        for (arg, line) in args {
             if let Some(ids) = resolved.get(&arg) {
-                brought.push((index, ids.clone()));
+                brought_by_arg.push(ids.clone());
                 continue;
             }
             let includer = &files[next].path;
@@ -896,10 +914,14 @@ pub fn load(main: &Path) -> Result<Config, ConfigError> {
                 by_path.insert(key, files.len() - 1);
             }
             let ids: std::sync::Arc<[FileId]> = keys.iter().map(|k| by_path[k]).collect();
-            brought.push((index, ids.clone()));
+            brought_by_arg.push(ids.clone());
             resolved.insert(arg, ids);
         }
-        files[next].includes = brought;
+        // The files each include statement brings in, in the statements' order.
+        files[next].includes = uses
+            .iter()
+            .map(|&(index, number)| (index, brought_by_arg[number as usize].clone()))
+            .collect();
         next += 1;
     }
     check_loops(&files)?;
@@ -1104,6 +1126,39 @@ mod tests {
         assert_eq!(parse("http {\n server {\n").unwrap_err().line, Some(2));
         assert!(parse("a b").is_err() || parse("a b").unwrap().count() == 0);
         assert_eq!(parse("x;\n;\n").unwrap_err().line, Some(2));
+    }
+
+    #[test]
+    fn each_include_statement_brings_its_files_and_the_first_that_fails_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("a.conf"), "a 1;\n").unwrap();
+        std::fs::write(d.join("b.conf"), "b 1;\n").unwrap();
+        let main = d.join("nginx.conf");
+        std::fs::write(
+            &main,
+            "include a.conf;\nx { include b.conf; include a.conf; }\ninclude b.conf;\n",
+        )
+        .unwrap();
+        let config = load(&main).unwrap();
+        let brought: Vec<(u32, Vec<FileId>)> = config.files[0]
+            .includes
+            .iter()
+            .map(|(index, ids)| (config.files[0].table[*index as usize].line, ids.to_vec()))
+            .collect();
+        assert_eq!(
+            brought,
+            [(1, vec![1]), (2, vec![2]), (2, vec![1]), (3, vec![2])]
+        );
+        // The same missing file twice, another before: the first statement that fails.
+        std::fs::write(
+            &main,
+            "include a.conf;\ninclude gone.conf;\ninclude lost.conf;\ninclude gone.conf;\n",
+        )
+        .unwrap();
+        let e = load(&main).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("gone.conf"), "{e}");
     }
 
     #[test]
