@@ -296,6 +296,12 @@ struct Lexer<'a> {
     /// Whether [`Lexer::simple_tokens`] reads what it can (off only to test it against the
     /// rules alone).
     simple: bool,
+    /// Braces open so far, counted as tokens are made (crossplane balances them after).
+    depth: i64,
+    /// The first `}` too many: its token's index and line.
+    extra_close: Option<(usize, u32)>,
+    /// Statements so far (their `;` and `{`).
+    statements: usize,
 }
 
 impl<'a> Lexer<'a> {
@@ -335,6 +341,22 @@ impl<'a> Lexer<'a> {
     }
 
     fn emit(&mut self, kind: Kind, line: u32, quoted: bool, text: Text) {
+        if !quoted {
+            match kind {
+                Kind::Open => {
+                    self.depth += 1;
+                    self.statements += 1;
+                }
+                Kind::Close => {
+                    self.depth -= 1;
+                    if self.depth < 0 && self.extra_close.is_none() {
+                        self.extra_close = Some((self.tokens.len(), line));
+                    }
+                }
+                Kind::Semi => self.statements += 1,
+                _ => {}
+            }
+        }
         self.tokens.push(Token {
             kind,
             line,
@@ -682,62 +704,51 @@ pub fn lex_into(source: String, buffer: Vec<Token>) -> Lexed {
 fn lex_with(source: String, mut buffer: Vec<Token>, simple: bool) -> Lexed {
     buffer.clear();
     buffer.reserve(source.len() / 6);
-    let (tokens, stop, odd_spaces) = {
-        let mut lexer = Lexer {
+    let mut lexer = Lexer {
+        src: &source,
+        units: Units {
             src: &source,
-            units: Units {
-                src: &source,
-                pos: 0,
-                line: 1,
-                pushed: None,
-            },
-            tokens: buffer,
-            odd_spaces: Vec::new(),
-            next_is_directive: true,
-            simple,
-        };
-        let stop = lexer.run().err();
-        (lexer.tokens, stop, lexer.odd_spaces)
+            pos: 0,
+            line: 1,
+            pushed: None,
+        },
+        tokens: buffer,
+        odd_spaces: Vec::new(),
+        next_is_directive: true,
+        simple,
+        depth: 0,
+        extra_close: None,
+        statements: 0,
     };
-    let mut fatal = None;
-    // Balance braces the way crossplane does: the first `}` too many, else a missing `}` at
+    let stop = lexer.run().err();
+    let Lexer {
+        tokens,
+        odd_spaces,
+        depth,
+        extra_close,
+        statements,
+        ..
+    } = lexer;
+    // Braces balanced the way crossplane does: the first `}` too many, else a missing `}` at
     // the end (after a lexing error, the tokens read so far are what there is).
-    let mut depth = 0i64;
-    let mut statements = 0;
-    for (i, t) in tokens.iter().enumerate() {
-        match (t.kind, t.quoted) {
-            (Kind::Open, false) => {
-                depth += 1;
-                statements += 1;
-            }
-            (Kind::Close, false) => depth -= 1,
-            (Kind::Semi, false) => statements += 1,
-            _ => {}
-        }
-        if depth < 0 {
-            fatal = Some(Fatal {
-                kind: FatalKind::UnexpectedClose,
-                line: t.line,
-                at_token: i,
-            });
-            break;
-        }
-    }
-    if fatal.is_none() {
-        if let Some(Stop::Fatal(kind, line)) = stop {
-            fatal = Some(Fatal {
-                kind,
-                line,
-                at_token: tokens.len(),
-            });
-        } else if depth > 0 {
-            fatal = Some(Fatal {
-                kind: FatalKind::UnexpectedEof,
-                line: tokens.last().map_or(1, |t| t.line),
-                at_token: tokens.len(),
-            });
-        }
-    }
+    let fatal = match (extra_close, stop) {
+        (Some((at_token, line)), _) => Some(Fatal {
+            kind: FatalKind::UnexpectedClose,
+            line,
+            at_token,
+        }),
+        (None, Some(Stop::Fatal(kind, line))) => Some(Fatal {
+            kind,
+            line,
+            at_token: tokens.len(),
+        }),
+        _ if depth > 0 => Some(Fatal {
+            kind: FatalKind::UnexpectedEof,
+            line: tokens.last().map_or(1, |t| t.line),
+            at_token: tokens.len(),
+        }),
+        _ => None,
+    };
     Lexed {
         source,
         tokens,
