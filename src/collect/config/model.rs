@@ -1643,12 +1643,13 @@ fn pass_kind(name: &str, ctx: Ctx) -> Option<PassKind> {
 
 /// The scheme of a pass argument and the rest (kinds without a scheme get their own protocol).
 fn split_scheme(kind: PassKind, value: &str) -> (compact_str::CompactString, &str) {
-    if let Some((scheme, rest)) = value.split_once("://") {
+    // (memchr's search: this runs for every target, and `split_once` sets up a searcher.)
+    if let Some(i) = memchr::memmem::find(value.as_bytes(), b"://") {
+        let (scheme, rest) = (&value[..i], &value[i + 3..]);
         if !scheme.contains('$') {
-            return (
-                compact_str::CompactString::from(scheme).to_ascii_lowercase(),
-                rest,
-            );
+            let mut scheme = compact_str::CompactString::from(scheme);
+            scheme.make_ascii_lowercase();
+            return (scheme, rest);
         }
     }
     let own = match kind {
@@ -1858,6 +1859,31 @@ mod tests {
             })
         );
         assert_eq!(Address::parse("a:b"), None);
+    }
+
+    #[test]
+    fn schemes() {
+        let split = |kind, v| {
+            let (scheme, rest) = split_scheme(kind, v);
+            (scheme.to_string(), rest)
+        };
+        assert_eq!(
+            split(PassKind::Proxy, "HTTPS://up/x"),
+            ("https".into(), "up/x")
+        );
+        assert_eq!(
+            split(PassKind::Proxy, "http://h:80/a://b"),
+            ("http".into(), "h:80/a://b")
+        );
+        assert_eq!(split(PassKind::Proxy, "$s://h"), ("http".into(), "$s://h"));
+        assert_eq!(
+            split(PassKind::Fastcgi, "unix:/run/a.sock"),
+            ("fastcgi".into(), "unix:/run/a.sock")
+        );
+        assert_eq!(
+            split(PassKind::Stream, "10.0.0.1:9000"),
+            ("tcp".into(), "10.0.0.1:9000")
+        );
     }
 
     #[test]
