@@ -62,6 +62,11 @@ if [ "$HAVE_CROSSPLANE" = 1 ]; then
   CW=$(med "$DIR/c" 1); CC=$(med "$DIR/c" 2)
   printf '%-44s %9s ms wall, %s ms CPU\n' "crossplane parse" "$CW" "$CC"
   echo "  vs crossplane: parse + model $(ratio "$CW" "$P")×, whole command $(ratio "$CW" "$GW")× (CPU $(ratio "$CC" "$GC")×), crossplane format $(ratio "$CW" "$XW")×"
+  # Each iteration's own ratio (its crossplane run over its parse + model): how much one
+  # run's ratio moves with the machine.
+  SPREAD=$(paste -d' ' <(awk '{print $1}' "$DIR/c") "$DIR/p" | awk '$2 > 0 {print $1 / $2}' | sort -n |
+    awk '{a[NR]=$1} END {if (NR) printf "%.0f× / %.0f× / %.0f×", a[1], a[int((NR+1)/2)], a[NR]}')
+  echo "  parse + model, per iteration (min / median / max): $SPREAD"
 else
   echo "crossplane: not installed (pip install crossplane)"
 fi
