@@ -845,6 +845,9 @@ struct Builder<'a> {
     /// Whether runs of server blocks are built on all cores (only the outermost builder does
     /// it: the parts it hands out work alone).
     parallel: bool,
+    /// Emptied item lists of blocks already walked, for the next blocks to fill (a block's
+    /// list lives as long as its walk; thousands of blocks would each allocate one).
+    spare_items: Vec<Vec<Item<'a>>>,
 }
 
 /// The values one `set` or `map` gives a variable (named without `$`), and where they apply.
@@ -883,6 +886,7 @@ fn build_with(config: &Config, parallel: bool) -> Model {
         log_formats: HashMap::new(),
         var_values: Vec::new(),
         parallel,
+        spare_items: Vec::new(),
     };
     let items = b.flatten(config.files[0].stmts(), 0, 0);
     let root = Level::new(None, &items);
@@ -907,6 +911,7 @@ impl<'a> Builder<'a> {
             log_formats: HashMap::new(),
             var_values: Vec::new(),
             parallel: false,
+            spare_items: Vec::new(),
         }
     }
 
@@ -970,7 +975,8 @@ impl<'a> Builder<'a> {
     /// The statements of a block with includes expanded in place.
     fn flatten(&mut self, stmts: Stmts<'a>, file: FileId, via: usize) -> Vec<Item<'a>> {
         // Room for the block's own statements at once (counting them is a hop each).
-        let mut out = Vec::with_capacity(stmts.clone().count());
+        let mut out = self.spare_items.pop().unwrap_or_default();
+        out.reserve(stmts.clone().count());
         self.flatten_into(stmts, file, via, &mut out, 0);
         out
     }
@@ -1205,6 +1211,9 @@ impl<'a> Builder<'a> {
                 );
             }
         }
+        let mut spare = child_items;
+        spare.clear();
+        self.spare_items.push(spare);
     }
 
     /// The blocks of the http (or stream) level on all cores: each part of them is built
