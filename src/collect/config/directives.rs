@@ -213,12 +213,8 @@ pub fn analyze_counted(
     let mut problem = Problem::InvalidArgCount;
     // In reverse, so that the first mask (usually the main use) names the problem.
     for m in usable().rev() {
-        if m & mask::BLOCK != 0 && terminator != Terminator::Open {
-            problem = Problem::NoOpeningBrace;
-            continue;
-        }
-        if m & mask::BLOCK == 0 && terminator != Terminator::Semi {
-            problem = Problem::NotTerminated;
+        if let Some(p) = terminator_problem(m, terminator) {
+            problem = p;
             continue;
         }
         if takes(m, n, first) {
@@ -246,13 +242,19 @@ pub fn accepted_contexts(
     masks
         .iter()
         .filter(|&&m| {
-            !check_args
-                || match m & mask::BLOCK != 0 {
-                    true => terminator == Terminator::Open,
-                    false => terminator == Terminator::Semi,
-                } && takes(m, n, first)
+            !check_args || (terminator_problem(m, terminator).is_none() && takes(m, n, first))
         })
         .fold(0, |contexts, m| contexts | (m & mask::CONTEXTS))
+}
+
+/// What is wrong with how a use of a directive ends, for one of its masks: a block directive
+/// needs `{`, any other `;`.
+fn terminator_problem(m: u32, terminator: Terminator) -> Option<Problem> {
+    match (m & mask::BLOCK != 0, terminator) {
+        (true, Terminator::Open) | (false, Terminator::Semi) => None,
+        (true, _) => Some(Problem::NoOpeningBrace),
+        (false, _) => Some(Problem::NotTerminated),
+    }
 }
 
 /// Whether one of a directive's masks takes `n` arguments, the first of which is `first`.

@@ -667,6 +667,14 @@ impl<'a> Item<'a> {
         }
     }
 
+    /// Where the statement is.
+    fn loc(&self) -> Loc {
+        Loc {
+            file: self.file,
+            line: self.stmt.line(),
+        }
+    }
+
     fn is(&self, key: Key) -> bool {
         match key.index {
             Some(index) => self.id == index,
@@ -842,8 +850,8 @@ struct Builder<'a> {
     /// What each `set` and `map` gives a variable, in the configuration's order: the model's
     /// `variables` and the targets' candidates are made from it in `finish`.
     var_values: Vec<VarValues>,
-    /// Whether runs of server blocks are built on all cores (only the outermost builder does
-    /// it: the parts it hands out work alone).
+    /// Whether the blocks of the http (or stream) level are built on all cores (only the
+    /// outermost builder does it: the parts it hands out work alone).
     parallel: bool,
     /// Emptied item lists of blocks already walked, for the next blocks to fill (a block's
     /// list lives as long as its walk; thousands of blocks would each allocate one).
@@ -965,13 +973,6 @@ impl<'a> Builder<'a> {
         }));
     }
 
-    fn loc(&self, item: &Item) -> Loc {
-        Loc {
-            file: item.file,
-            line: item.stmt.line(),
-        }
-    }
-
     /// The statements of a block with includes expanded in place.
     fn flatten(&mut self, stmts: Stmts<'a>, file: FileId, via: usize) -> Vec<Item<'a>> {
         // Room for the block's own statements at once (counting them is a hop each).
@@ -1019,7 +1020,7 @@ impl<'a> Builder<'a> {
         suggestion: Option<String>,
     ) {
         let issue = Issue {
-            loc: self.loc(item),
+            loc: item.loc(),
             via: self.chain(item.via),
             directive: item.name.to_string(),
             message,
@@ -1175,7 +1176,7 @@ impl<'a> Builder<'a> {
                             "" => 1,
                             outer => outer.matches('›').count() + 2,
                         };
-                        let loc = self.loc(item);
+                        let loc = item.loc();
                         self.model.servers[si].locations.push(Location {
                             path: label,
                             loc,
@@ -1228,7 +1229,7 @@ impl<'a> Builder<'a> {
     ) {
         use rayon::prelude::*;
         let this = &*self;
-        // Parts of a fixed number of servers, not one per worker: a part's targets grow by
+        // Parts of a fixed number of statements, not one per worker: a part's targets grow by
         // doubling, and a worker's thousands of them would be copied (into fresh memory) as
         // often as that doubles.
         let parts: Vec<Part> = items
@@ -1258,7 +1259,7 @@ impl<'a> Builder<'a> {
     /// Facts that are not about targets: main settings, variables, logs.
     fn record(&mut self, item: &Item, ctx: Ctx, server: Option<usize>) {
         let s = item.stmt;
-        let loc = self.loc(item);
+        let loc = item.loc();
         let setting = |s: Stmt| Setting {
             value: s.args().join(" "),
             at: Some(loc),
@@ -1342,7 +1343,7 @@ impl<'a> Builder<'a> {
             } else {
                 "http"
             },
-            loc: self.loc(item),
+            loc: item.loc(),
             via: self.chain(item.via),
             listen: Vec::new(),
             names: Vec::new(),
@@ -1359,7 +1360,7 @@ impl<'a> Builder<'a> {
                         default_server: flags
                             .iter()
                             .any(|f| f == "default_server" || f == "default"),
-                        loc: self.loc(i),
+                        loc: i.loc(),
                     });
                 }
                 "server_name" => server
@@ -1383,7 +1384,7 @@ impl<'a> Builder<'a> {
             } else {
                 "http"
             },
-            loc: self.loc(item),
+            loc: item.loc(),
             servers: Vec::new(),
             keepalive: None,
             keepalive_timeout: None,
@@ -1392,7 +1393,7 @@ impl<'a> Builder<'a> {
         };
         for i in items {
             let s = i.stmt;
-            let loc = self.loc(i);
+            let loc = i.loc();
             match i.name {
                 "server" if !s.args().is_empty() => {
                     let mut server = UpstreamServer {
@@ -1498,7 +1499,7 @@ impl<'a> Builder<'a> {
         let target = Target {
             kind,
             raw: raw.into(),
-            loc: self.loc(item),
+            loc: item.loc(),
             via: self.chain(item.via),
             scheme,
             tls,
@@ -1506,10 +1507,7 @@ impl<'a> Builder<'a> {
             runtime,
             server,
             location: path.into(),
-            settings: settings(kind, level, |i: &Item| Loc {
-                file: i.file,
-                line: i.stmt.line(),
-            }),
+            settings: settings(kind, level),
         };
         self.model.targets.push(target);
     }
@@ -1782,7 +1780,7 @@ fn value_of(stmt: Stmt) -> compact_str::CompactString {
 }
 
 /// The settings that apply at a target, by nginx's inheritance (those the configuration sets).
-fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Settings {
+fn settings(kind: PassKind, level: &Level) -> Settings {
     // Room for what a target usually has set (into_boxed_slice shrinks it).
     let mut set = Vec::with_capacity(8);
     for (field, key) in Field::ALL.into_iter().zip(names(kind)) {
@@ -1804,11 +1802,11 @@ fn settings(kind: PassKind, level: &Level, loc_of: impl Fn(&Item) -> Loc) -> Set
                 })
                 .map(|i| Setting {
                     value: i.stmt.arg(1).map(unescape).unwrap_or_default().into(),
-                    at: Some(loc_of(&i)),
+                    at: Some(i.loc()),
                 }),
             None => level.last(*key).map(|i| Setting {
                 value: value_of(i.stmt),
-                at: Some(loc_of(&i)),
+                at: Some(i.loc()),
             }),
         };
         if let Some(setting) = setting {

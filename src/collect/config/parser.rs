@@ -612,9 +612,9 @@ fn parse_tokens_noting(
         let accepted_contexts = match id {
             UNKNOWN => 0,
             id => {
-                let d = directives::by_index(id);
                 let arg = |i: usize| word_str(&lexed.source, &extra, words[first_word + 1 + i]);
                 if name == "if" {
+                    let d = directives::by_index(id);
                     let all: Vec<&str> = (0..args as usize).map(arg).collect();
                     let args = directives::if_args(&all);
                     directives::accepted_contexts(
@@ -634,6 +634,7 @@ fn parse_tokens_noting(
                         | u32::from(first.is_some_and(directives::is_flag_value)) << 22;
                     let slot = &mut shapes[(usize::from(id) ^ args as usize) & (SHAPES - 1)];
                     if slot.0 != shape {
+                        let d = directives::by_index(id);
                         let accepted = directives::accepted_contexts(
                             d.masks,
                             args as usize,
