@@ -1530,7 +1530,7 @@ fn target_addresses(f: &Facts, t: &Target) -> Vec<String> {
                 &f.model
                     .targets
                     .iter()
-                    .position(|x| std::ptr::eq(x, t))
+                    .position(|x| std::ptr::eq(&**x, t))
                     .unwrap_or(usize::MAX),
             ) {
                 out.extend(r.attempts.iter().map(|a| a.addr.clone()));

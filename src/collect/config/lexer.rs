@@ -96,9 +96,10 @@ pub struct Lexed {
     pub fatal: Option<Fatal>,
     /// Lines where a non-ASCII space (U+00A0 …) separated words: nginx reads it as part of a word.
     pub odd_spaces: Vec<u32>,
-    /// How many statements the tokens hold (their `;` and `{`), so that the parser's table
-    /// is made the right size at once.
+    /// How many statements the tokens hold (their `;` and `{`), and how many words (names
+    /// and arguments), so that the parser's tables are made the right size at once.
     pub statements: usize,
+    pub words: usize,
 }
 
 impl Lexed {
@@ -302,6 +303,8 @@ struct Lexer<'a> {
     extra_close: Option<(usize, u32)>,
     /// Statements so far (their `;` and `{`).
     statements: usize,
+    /// Words so far (every token but comments and the `;`, `{` and `}` that are not quoted).
+    words: usize,
 }
 
 impl<'a> Lexer<'a> {
@@ -354,8 +357,11 @@ impl<'a> Lexer<'a> {
                     }
                 }
                 Kind::Semi => self.statements += 1,
-                _ => {}
+                Kind::Word => self.words += 1,
+                Kind::Comment => {}
             }
+        } else {
+            self.words += 1;
         }
         self.tokens.push(Token {
             kind,
@@ -719,6 +725,7 @@ fn lex_with(source: String, mut buffer: Vec<Token>, simple: bool) -> Lexed {
         depth: 0,
         extra_close: None,
         statements: 0,
+        words: 0,
     };
     let stop = lexer.run().err();
     let Lexer {
@@ -727,6 +734,7 @@ fn lex_with(source: String, mut buffer: Vec<Token>, simple: bool) -> Lexed {
         depth,
         extra_close,
         statements,
+        words,
         ..
     } = lexer;
     // Braces balanced the way crossplane does: the first `}` too many, else a missing `}` at
@@ -755,6 +763,7 @@ fn lex_with(source: String, mut buffer: Vec<Token>, simple: bool) -> Lexed {
         fatal,
         odd_spaces,
         statements,
+        words,
     }
 }
 
@@ -923,6 +932,11 @@ mod tests {
             let slow = lex_with(text.clone(), Vec::new(), false);
             assert_eq!(all(&fast), all(&slow), "{text:?}");
             assert_eq!(fast.odd_spaces, slow.odd_spaces, "{text:?}");
+            // The count the parser sizes its words by: names and arguments, quoted or not.
+            let words = |l: &Lexed| (l.statements, l.words);
+            let counted = fast.tokens.iter().filter(|t| t.quoted || t.kind == Kind::Word);
+            assert_eq!(words(&fast), words(&slow), "{text:?}");
+            assert_eq!(fast.words, counted.count(), "{text:?}");
         }
     }
 

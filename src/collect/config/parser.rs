@@ -442,7 +442,9 @@ pub fn read_text(
         ));
     }
     // Read to the end (a file may grow after the `stat`) into room for what the `stat` said and
-    // a byte more: two reads for most files, where `read_to_end` behind `take` makes three.
+    // a byte more. A regular file's read stops short of the room only at its end, so a first
+    // read of just the `stat`'s size is the whole file: one read for most files, where
+    // `read_to_end` behind `take` makes three.
     let mut bytes = vec![0u8; meta.len() as usize + 1];
     let mut filled = 0;
     loop {
@@ -455,7 +457,12 @@ pub fn read_text(
         }
         match (&file).read(&mut bytes[filled..]) {
             Ok(0) => break,
-            Ok(n) => filled += n,
+            Ok(n) => {
+                filled += n;
+                if filled as u64 == meta.len() && filled == n {
+                    break;
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io(e)),
         }
@@ -522,7 +529,7 @@ fn parse_tokens_noting(
         .iter()
         .filter(|t| t.kind != Kind::Comment);
     let mut table: Vec<StmtData> = Vec::with_capacity(lexed.statements);
-    let mut words: Vec<Word> = Vec::with_capacity(end);
+    let mut words: Vec<Word> = Vec::with_capacity(lexed.words);
     let mut extra = String::new();
     let word = |t: &lexer::Token, extra: &mut String| -> Word {
         match lexed.span(t) {
