@@ -934,7 +934,10 @@ mod tests {
             assert_eq!(fast.odd_spaces, slow.odd_spaces, "{text:?}");
             // The count the parser sizes its words by: names and arguments, quoted or not.
             let words = |l: &Lexed| (l.statements, l.words);
-            let counted = fast.tokens.iter().filter(|t| t.quoted || t.kind == Kind::Word);
+            let counted = fast
+                .tokens
+                .iter()
+                .filter(|t| t.quoted || t.kind == Kind::Word);
             assert_eq!(words(&fast), words(&slow), "{text:?}");
             assert_eq!(fast.words, counted.count(), "{text:?}");
         }

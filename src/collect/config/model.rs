@@ -926,7 +926,7 @@ impl<'a> Builder<'a> {
             var_values: Vec::new(),
             parallel: false,
             spare_items: Vec::new(),
-        found_settings: Vec::new(),
+            found_settings: Vec::new(),
         }
     }
 
