@@ -931,17 +931,26 @@ impl<'a> Builder<'a> {
     }
 
     /// The include statements that brought in what chain `via` holds, outermost first.
-    fn chain(&self, mut via: usize) -> Vec<Loc> {
-        let mut chain = Vec::new();
-        while via != 0 {
-            let (before, include) = match via.checked_sub(self.outer_chains.len()) {
-                Some(own) => self.chains[own],
-                None => self.outer_chains[via],
-            };
-            chain.push(include);
-            via = before;
+    fn chain(&self, via: usize) -> Vec<Loc> {
+        let link = |via: usize| match via.checked_sub(self.outer_chains.len()) {
+            Some(own) => self.chains[own],
+            None => self.outer_chains[via],
+        };
+        // Counted first: every server and target has a chain, most of one or two links,
+        // and a growing vector would take room for four.
+        let mut links = 0;
+        let mut at = via;
+        while at != 0 {
+            links += 1;
+            at = link(at).0;
         }
-        chain.reverse();
+        let mut chain = vec![Loc { file: 0, line: 0 }; links];
+        let mut at = via;
+        for slot in chain.iter_mut().rev() {
+            let (before, include) = link(at);
+            *slot = include;
+            at = before;
+        }
         chain
     }
 
@@ -1356,6 +1365,19 @@ impl<'a> Builder<'a> {
             names: Vec::new(),
             locations: Vec::new(),
         };
+        // Room for each list at once: thousands of servers have one or two of each.
+        let (mut listens, mut names, mut locations) = (0, 0, 0);
+        for i in items {
+            match i.name {
+                "listen" => listens += 1,
+                "server_name" => names += i.stmt.args().len(),
+                "location" => locations += 1,
+                _ => {}
+            }
+        }
+        server.listen.reserve_exact(listens);
+        server.names.reserve_exact(names);
+        server.locations.reserve_exact(locations);
         for i in items {
             match i.name {
                 "listen" if !i.stmt.args().is_empty() => {
