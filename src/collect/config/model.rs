@@ -1133,7 +1133,8 @@ impl<'a> Builder<'a> {
     }
 
     /// One statement's block, in the context `ctx` of the statement (nothing for a statement
-    /// without one).
+    /// without one: most are, so that is decided here, inlined, without a call).
+    #[inline(always)]
     fn block(
         &mut self,
         item: &Item<'a>,
@@ -1143,9 +1144,23 @@ impl<'a> Builder<'a> {
         path: &str,
         depth: usize,
     ) {
-        let Some(block) = item.stmt.block() else {
-            return;
-        };
+        if let Some(block) = item.stmt.block() {
+            self.enter_block(item, block, ctx, level, server, path, depth);
+        }
+    }
+
+    /// [`Builder::block`] for a statement with a block.
+    #[allow(clippy::too_many_arguments)]
+    fn enter_block(
+        &mut self,
+        item: &Item<'a>,
+        block: Stmts<'a>,
+        ctx: Ctx,
+        level: &Level<'a, '_>,
+        server: Option<usize>,
+        path: &str,
+        depth: usize,
+    ) {
         if depth >= MAX_WALK_DEPTH {
             // Only includes nested in blocks nested in includes get here; nginx would
             // accept it, but nothing real is this deep, and the walk keeps its stack small.
@@ -1834,6 +1849,8 @@ fn settings(kind: PassKind, level: &Level, found: &mut Vec<(Field, Setting)>) ->
                     value: i.stmt.arg(1).map(unescape).unwrap_or_default().into(),
                     at: Some(i.loc()),
                 }),
+            // (Most settings are set nowhere around a target: that is told before the call.)
+            None if !level.may_have_around(*key) => None,
             None => level.last(*key).map(|i| Setting {
                 value: value_of(i.stmt),
                 at: Some(i.loc()),
