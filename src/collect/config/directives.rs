@@ -96,6 +96,13 @@ pub struct Directive {
 
 /// Looks a directive up by name.
 pub fn lookup(name: &str) -> Option<Directive> {
+    index_of(name).map(by_index)
+}
+
+/// A directive's position in the table ([`Directive::index`]), by name: what the parser
+/// notes for every statement.
+#[inline]
+pub fn index_of(name: &str) -> Option<u16> {
     // Every statement of every file is looked up, and a configuration uses a few dozen names
     // over and over: the last name found in each of a few slots (by length and end bytes) is
     // compared first, which costs a fifth of hashing the name.
@@ -110,21 +117,27 @@ pub fn lookup(name: &str) -> Option<Directive> {
     };
     let recent = RECENT.with(|r| r[slot].get());
     if recent != EMPTY && TABLE[usize::from(recent)].0 == name {
-        return Some(by_index(recent));
+        return Some(recent);
     }
-    let found = lookup_hashed(name)?;
-    RECENT.with(|r| r[slot].set(found.index));
+    let found = index_hashed(name)?;
+    RECENT.with(|r| r[slot].set(found));
     Some(found)
 }
 
-/// [`lookup`] in the hash table of every name.
-fn lookup_hashed(name: &str) -> Option<Directive> {
+/// [`index_of`] in the hash table of every name.
+fn index_hashed(name: &str) -> Option<u16> {
     // FxHash: the keys are the table's own names, so the hash need not resist crafted
     // collisions.
     static INDEX: std::sync::OnceLock<rustc_hash::FxHashMap<&'static str, usize>> =
         std::sync::OnceLock::new();
     let index = INDEX.get_or_init(|| TABLE.iter().enumerate().map(|(i, e)| (e.0, i)).collect());
-    index.get(name).map(|&i| by_index(i as u16))
+    index.get(name).map(|&i| i as u16)
+}
+
+/// The name of the directive at `index` of the table.
+#[inline]
+pub fn name_of(index: u16) -> &'static str {
+    TABLE[usize::from(index)].0
 }
 
 /// The directive at `index` of the table (an index [`lookup`] gave).

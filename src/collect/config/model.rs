@@ -698,7 +698,7 @@ impl Key {
     fn of(name: &'static str) -> Key {
         Key {
             name,
-            index: directives::lookup(name).map(|d| d.index),
+            index: directives::index_of(name),
         }
     }
 }

@@ -71,6 +71,7 @@ impl Word {
 }
 
 /// The text of a word of a file with this text and extra text.
+#[inline]
 fn word_str<'s>(text: &'s str, extra: &'s str, w: Word) -> &'s str {
     if w.start & Word::EXTRA != 0 {
         &extra[(w.start & !Word::EXTRA) as usize..w.end as usize]
@@ -84,12 +85,13 @@ impl<'a> Stmt<'a> {
         &self.file.table[self.index as usize]
     }
 
+    #[inline]
     pub fn name(self) -> &'a str {
         let d = self.data();
         // A known directive's name is the table's (the same text, without slicing the file's).
         match d.id {
             UNKNOWN => self.file.word(d.first_word),
-            id => directives::by_index(id).name,
+            id => directives::name_of(id),
         }
     }
 
@@ -212,6 +214,18 @@ impl<'a> Args<'a> {
     pub fn join(&self, separator: &str) -> compact_str::CompactString {
         if let [one] = self.words {
             return self.file.word_text(*one).into();
+        }
+        // Words written with the separator between them (`location ~ \.php$`) are joined
+        // already in the text: one copy of its span.
+        if let ([first, ..], [.., last]) = (self.words, self.words) {
+            let text = &self.file.text;
+            let written_so = self.words.windows(2).all(|w| {
+                (w[0].start | w[1].start) & Word::EXTRA == 0
+                    && text.get(w[0].end as usize..w[1].start as usize) == Some(separator)
+            });
+            if written_so {
+                return text[first.start as usize..last.end as usize].into();
+            }
         }
         let size = self.iter().map(str::len).sum::<usize>()
             + separator.len() * self.len().saturating_sub(1);
@@ -568,7 +582,7 @@ fn parse_tokens_noting(
             _ => {}
         }
         let name = lexed.text(t);
-        let id = directives::lookup(name).map_or(UNKNOWN, |d| d.index);
+        let id = directives::index_of(name).unwrap_or(UNKNOWN);
         let line = t.line;
         let first_word = words.len();
         words.push(word(t, &mut extra));
@@ -1123,6 +1137,22 @@ mod tests {
         assert_eq!(e.terminator(), Terminator::Semi);
         let names: Vec<&str> = file.all_stmts().map(|s| s.name()).collect();
         assert_eq!(names, ["a", "b", "c", "d", "e", "c2", "f", "g"]);
+    }
+
+    #[test]
+    fn arguments_joined_as_written_or_word_by_word() {
+        let src = "a x y;\nb x  y;\nc \"x\" y;\nd \"x\\\"q\" y;\ne x\ty z;\nf;\ng x;\n";
+        let file = parse(src).unwrap();
+        let joined: Vec<String> = file
+            .stmts()
+            .map(|s| s.args().join(" ").to_string())
+            .collect();
+        assert_eq!(joined, ["x y", "x y", "x y", "x\"q y", "x y z", "", "x"]);
+        let commas: Vec<String> = file
+            .stmts()
+            .map(|s| s.args().join(",").to_string())
+            .collect();
+        assert_eq!(commas[0], "x,y");
     }
 
     #[test]
