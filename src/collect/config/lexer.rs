@@ -343,6 +343,7 @@ impl<'a> Lexer<'a> {
         space
     }
 
+    #[inline(always)]
     fn emit(&mut self, kind: Kind, line: u32, quoted: bool, text: Text) {
         if !quoted {
             match kind {
