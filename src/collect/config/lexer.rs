@@ -96,9 +96,10 @@ pub struct Lexed {
     pub fatal: Option<Fatal>,
     /// Lines where a non-ASCII space (U+00A0 …) separated words: nginx reads it as part of a word.
     pub odd_spaces: Vec<u32>,
-    /// How many statements the tokens hold (their `;` and `{`), and how many words (names
-    /// and arguments), so that the parser's tables are made the right size at once.
+    /// How many statements the tokens hold (their `;` and `{`), so that the parser's table
+    /// is made the right size at once.
     pub statements: usize,
+    /// How many words they hold (names and arguments, quoted or not), for the same reason.
     pub words: usize,
 }
 
@@ -934,12 +935,12 @@ mod tests {
             assert_eq!(all(&fast), all(&slow), "{text:?}");
             assert_eq!(fast.odd_spaces, slow.odd_spaces, "{text:?}");
             // The count the parser sizes its words by: names and arguments, quoted or not.
-            let words = |l: &Lexed| (l.statements, l.words);
+            let counts = |l: &Lexed| (l.statements, l.words);
             let counted = fast
                 .tokens
                 .iter()
                 .filter(|t| t.quoted || t.kind == Kind::Word);
-            assert_eq!(words(&fast), words(&slow), "{text:?}");
+            assert_eq!(counts(&fast), counts(&slow), "{text:?}");
             assert_eq!(fast.words, counted.count(), "{text:?}");
         }
     }

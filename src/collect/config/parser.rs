@@ -217,7 +217,7 @@ impl<'a> Args<'a> {
         }
         // Words written with the separator between them (`location ~ \.php$`) are joined
         // already in the text: one copy of its span.
-        if let ([first, ..], [.., last]) = (self.words, self.words) {
+        if let (Some(first), Some(last)) = (self.words.first(), self.words.last()) {
             let text = &self.file.text;
             let written_so = self.words.windows(2).all(|w| {
                 (w[0].start | w[1].start) & Word::EXTRA == 0
@@ -472,8 +472,9 @@ pub fn read_text(
         match (&file).read(&mut bytes[filled..]) {
             Ok(0) => break,
             Ok(n) => {
+                let first_read = filled == 0;
                 filled += n;
-                if filled as u64 == meta.len() && filled == n {
+                if first_read && filled as u64 == meta.len() {
                     break;
                 }
             }
